@@ -1,0 +1,1 @@
+"""Generated code of llmgw.admin; do not edit (tools/gen_protos.py)."""
