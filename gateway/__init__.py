@@ -1,0 +1,1 @@
+"""The edge: filter chain, clusters, routes, the admin API and the HTTP edge."""

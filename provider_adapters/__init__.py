@@ -1,0 +1,1 @@
+"""Provider adapters: the plugins through which the inference service reaches LLM providers."""

@@ -1,0 +1,1 @@
+"""llmgw services: one package per service, sharing the kernel."""

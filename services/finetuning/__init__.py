@@ -1,0 +1,1 @@
+"""The fine-tuning service: datasets, jobs, events and checkpoints."""

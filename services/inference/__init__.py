@@ -1,0 +1,1 @@
+"""The inference service: completions (unary, streaming, bidirectional), embeddings."""

@@ -1,0 +1,1 @@
+"""The microkernel every llmgw process is built on."""

@@ -1,0 +1,215 @@
+"""The kernel's server interceptor: request ids, metrics, and the one error mapping.
+
+Every RPC of every llmgw process passes through :class:`KernelInterceptor`. It
+
+* binds a request id (the caller's ``x-request-id`` if well-formed, else a new one)
+  so that logs of the call carry it;
+* counts the call and its latency in :class:`~services.kernel.metrics.ServerMetrics`;
+* turns a raised :class:`~services.kernel.errors.LlmgwError` into its status code with
+  ``google.rpc`` details in ``grpc-status-details-bin``, and any other exception into a
+  generic INTERNAL that reveals nothing of the exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+from grpc import aio
+
+from services.kernel.context import REQUEST_ID_HEADER, bind_request_id, new_request_id
+from services.kernel.errors import (
+    STATUS_DETAILS_KEY,
+    LlmgwError,
+    grpc_code_of,
+    status_from_exception,
+)
+from services.kernel.metrics import ServerMetrics
+
+_log = logging.getLogger("llmgw.kernel.rpc")
+_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Behavior = Callable[..., Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+class _MethodMetrics:
+    """The metric children of one method, bound once so a call does no label lookups."""
+
+    def __init__(self, metrics: ServerMetrics, method: str, rpc_type: str) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        labels = (service, name, rpc_type)
+        self._metrics = metrics
+        self._labels = labels
+        self.started = metrics.started.labels(*labels)
+        self.latency = metrics.latency.labels(*labels)
+        self.in_flight = metrics.in_flight.labels(service, name)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = self._metrics.handled.labels(*self._labels, code.name)
+        return child
+
+
+class _CallScope:
+    """Bookkeeping of one RPC: request id, metrics, and error translation."""
+
+    __slots__ = ("_method", "_metrics", "_started")
+
+    def __init__(self, metrics: _MethodMetrics, method: str) -> None:
+        self._metrics = metrics
+        self._method = method
+        self._started = 0.0
+
+    def enter(self, context: aio.ServicerContext[Any, Any]) -> None:
+        bind_request_id(_request_id_of(context))
+        self._started = time.perf_counter()
+        self._metrics.started.inc()
+        self._metrics.in_flight.inc()
+
+    def exit(self, code: grpc.StatusCode) -> None:
+        self._metrics.in_flight.dec()
+        self._metrics.handled(code).inc()
+        self._metrics.latency.observe(time.perf_counter() - self._started)
+
+    async def fail(self, exc: Exception, context: aio.ServicerContext[Any, Any]) -> None:
+        """Abort the call with the status ``exc`` maps to; always raises."""
+        status = status_from_exception(exc)
+        if isinstance(exc, LlmgwError):
+            _log.info("rpc failed", extra={"method": self._method, "reason": exc.reason})
+        else:
+            _log.error("rpc crashed", extra={"method": self._method}, exc_info=exc)
+        await context.abort(
+            grpc_code_of(status),
+            status.message,
+            trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+        )
+
+
+class KernelInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Wraps every method handler of a server; see the module docstring."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self._wrapped: dict[str, Handler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler: Handler | None = await continuation(handler_call_details)
+        if handler is None:  # unknown method: let grpc answer UNIMPLEMENTED
+            return handler  # type: ignore[return-value]
+        wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, "unary"),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method, "client_stream"),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, "server_stream"),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(handler.stream_stream, method, "bidi_stream"),  # type: ignore[arg-type]
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap_unary(self, behavior: Behavior, method: str, rpc_type: str) -> Behavior:
+        metrics = _MethodMetrics(self._metrics, method, rpc_type)
+
+        async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            scope = _CallScope(metrics, method)
+            scope.enter(context)
+            code = grpc.StatusCode.OK
+            try:
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except aio.AbortError:
+                code = _code_of(context)
+                raise
+            except Exception as exc:
+                code = grpc_code_of(status_from_exception(exc))
+                await scope.fail(exc, context)
+            finally:
+                scope.exit(_final_code(code, context))
+
+        return call
+
+    def _wrap_stream(self, behavior: Behavior, method: str, rpc_type: str) -> Behavior:
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with ``context.write`` and returns: same as unary.
+            return self._wrap_unary(behavior, method, rpc_type)
+        metrics = _MethodMetrics(self._metrics, method, rpc_type)
+
+        async def stream(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            scope = _CallScope(metrics, method)
+            scope.enter(context)
+            code = grpc.StatusCode.OK
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except (asyncio.CancelledError, GeneratorExit):
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except aio.AbortError:
+                code = _code_of(context)
+                raise
+            except Exception as exc:
+                code = grpc_code_of(status_from_exception(exc))
+                await scope.fail(exc, context)
+            finally:
+                scope.exit(_final_code(code, context))
+
+        return stream
+
+
+def _request_id_of(context: aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and _REQUEST_ID_PATTERN.match(value):
+            return value
+    return new_request_id()
+
+
+def _code_of(context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _final_code(code: grpc.StatusCode, context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """The code of a call that returned normally may still be set by ``set_code``."""
+    if code is grpc.StatusCode.OK:
+        set_code = context.code()
+        if isinstance(set_code, grpc.StatusCode):
+            return set_code
+    return code

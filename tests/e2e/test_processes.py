@@ -1,0 +1,105 @@
+"""The real processes: ``llmgw serve`` drains on SIGTERM, ``llmgw run`` starts them all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from services.kernel.health_client import UNREACHABLE, check_health, wait_until_serving
+from services.kernel.process import service_registry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port_block(size: int) -> int:
+    """A first port such that ``size`` consecutive ports (and +1000) look free."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + size + 1000 >= 65535:
+            continue
+        candidates = [base + i for i in range(size)] + [base + 1000 + i for i in range(size)]
+        if all(_is_free(port) for port in candidates):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _llmgw(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+async def test_serve_reports_serving_and_drains_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port_block(1)
+    process = subprocess.Popen(
+        _llmgw("serve", "inference", "--port", str(port), "--metrics-port", "0"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "LLMGW_CONFIG": ""},
+    )
+    try:
+        address = f"127.0.0.1:{port}"
+        assert await wait_until_serving(address, timeout=30)
+        assert await check_health(address, "llmgw.inference.v1.InferenceService") == "SERVING"
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 20)
+        output = process.stdout.read().decode() if process.stdout else ""
+        assert code == 0, output
+        assert '"msg":"draining"' in output and '"msg":"stopped"' in output
+        assert await check_health(address, timeout=0.5) == UNREACHABLE
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    names = service_registry().names()
+    base = _free_port_block(len(names))
+    process = subprocess.Popen(
+        _llmgw("run", "--base-port", str(base), "--log-dir", str(tmp_path / "logs")),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any("press Ctrl-C" in line for line in lines):
+            line = await asyncio.to_thread(process.stdout.readline)
+            assert line, "llmgw run exited early:\n" + "".join(lines)
+            lines.append(line)
+        table = {line.split()[0]: line.split() for line in lines if line.split()[:1] != []}
+        for index, name in enumerate(sorted(names)):
+            address = f"127.0.0.1:{base + index}"
+            assert table[name][1] == address
+            assert table[name][3] == "SERVING"
+            assert await check_health(address) == "SERVING"
+        process.send_signal(signal.SIGINT)
+        rest = await asyncio.to_thread(process.communicate, None, 30)
+        assert process.returncode == 0, "".join(lines) + rest[0]
+        stopped = next(line for line in rest[0].splitlines() if "stopped" in line)
+        for name in names:
+            assert f"{name}=0" in stopped
+        for index in range(len(names)):
+            assert await check_health(f"127.0.0.1:{base + index}", timeout=0.5) == UNREACHABLE
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

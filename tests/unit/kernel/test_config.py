@@ -1,0 +1,78 @@
+"""Settings precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.kernel.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_need_nothing() -> None:
+    settings = load_settings(Settings, env={})
+    assert settings.server.port == 50051
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.redis_url is None
+    assert settings.kafka.bootstrap_servers == ""
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "llmgw.yaml"
+    config.write_text("server:\n  port: 6000\n  host: 0.0.0.0\nlogging:\n  level: DEBUG\n")
+    env = {
+        "LLMGW_SERVER__PORT": "7000",
+        "LLMGW_METRICS__ENABLED": "false",
+        "REDIS_URL": "redis://127.0.0.1:6390/0",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "DATABASE_URL": "postgresql+asyncpg://u@h/db",
+        "UNRELATED": "x",
+    }
+    settings = load_settings(
+        Settings, path=config, env=env, overrides={"server": {"grace_period_seconds": 3}}
+    )
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.port == 7000
+    assert settings.server.grace_period_seconds == 3
+    assert settings.logging.level == "DEBUG"
+    assert settings.metrics.enabled is False
+    assert settings.redis_url == "redis://127.0.0.1:6390/0"
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.database_url == "postgresql+asyncpg://u@h/db"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("service: inference\n")
+    assert load_settings(Settings, env={"LLMGW_CONFIG": str(config)}).service == "inference"
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings(Settings, env={})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.server.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "expected"),
+    [
+        ("server:\n  prot: 1\n", {}, "server.prot"),
+        ("server:\n  port: 70000\n", {}, "server.port"),
+        ("", {"LLMGW_SERVER__PORT": "abc"}, "server.port"),
+        ("- a\n- b\n", {}, "mapping at the top level"),
+        ("server: [\n", {}, "not valid YAML"),
+    ],
+)
+def test_invalid_configuration_names_the_culprit(
+    tmp_path: Path, yaml_text: str, env: dict[str, str], expected: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")) as caught:
+        load_settings(Settings, path=config, env=env)
+    assert str(config) in str(caught.value)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(Settings, path=tmp_path / "absent.yaml", env={})
