@@ -17,7 +17,7 @@ def build(settings: Settings) -> ServiceApp:
                 admin_pb2.DESCRIPTOR,
                 "AdminService",
                 admin_pb2_grpc.add_AdminServiceServicer_to_server,
-                admin_pb2_grpc.AdminServiceServicer(),
+                admin_pb2_grpc.AdminServiceServicer(),  # type: ignore[abstract]
             ),
         ),
     )

@@ -9,7 +9,11 @@ from services.kernel.server import ServiceApp, grpc_service
 
 
 def build(settings: Settings) -> ServiceApp:
-    """The finetuning process; methods not yet served answer UNIMPLEMENTED."""
+    """The finetuning process.
+
+    The generated base servicer answers UNIMPLEMENTED for every method not
+    overridden yet, while health, reflection and the API surface are live.
+    """
     return ServiceApp(
         name="finetuning",
         services=(
@@ -17,7 +21,7 @@ def build(settings: Settings) -> ServiceApp:
                 finetuning_pb2.DESCRIPTOR,
                 "FineTuningService",
                 finetuning_pb2_grpc.add_FineTuningServiceServicer_to_server,
-                finetuning_pb2_grpc.FineTuningServiceServicer(),
+                finetuning_pb2_grpc.FineTuningServiceServicer(),  # type: ignore[abstract]
             ),
         ),
     )

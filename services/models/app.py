@@ -9,7 +9,11 @@ from services.kernel.server import ServiceApp, grpc_service
 
 
 def build(settings: Settings) -> ServiceApp:
-    """The models process; methods not yet served answer UNIMPLEMENTED."""
+    """The models process.
+
+    The generated base servicer answers UNIMPLEMENTED for every method not
+    overridden yet, while health, reflection and the API surface are live.
+    """
     return ServiceApp(
         name="models",
         services=(
@@ -17,7 +21,7 @@ def build(settings: Settings) -> ServiceApp:
                 models_pb2.DESCRIPTOR,
                 "ModelRegistryService",
                 models_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
-                models_pb2_grpc.ModelRegistryServiceServicer(),
+                models_pb2_grpc.ModelRegistryServiceServicer(),  # type: ignore[abstract]
             ),
         ),
     )

@@ -10,6 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
+import pytest
+from grpc import aio
+
+from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.kernel.health_client import UNREACHABLE, check_health, wait_until_serving
 from services.kernel.process import service_registry
 
@@ -56,6 +61,11 @@ async def test_serve_reports_serving_and_drains_on_sigterm(tmp_path: Path) -> No
         address = f"127.0.0.1:{port}"
         assert await wait_until_serving(address, timeout=30)
         assert await check_health(address, "llmgw.inference.v1.InferenceService") == "SERVING"
+        async with aio.insecure_channel(address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            with pytest.raises(aio.AioRpcError) as caught:
+                await stub.Complete(inference_pb2.CompleteRequest(), timeout=5)
+            assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 20)
         output = process.stdout.read().decode() if process.stdout else ""
