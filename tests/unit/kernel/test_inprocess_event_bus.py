@@ -60,6 +60,7 @@ async def test_subscriber_receives_a_decoded_copy_with_attributes(bus: InProcess
     assert envelope.key == b"r1"
     assert envelope.topic == TOPIC
     assert (envelope.partition, envelope.offset) == (0, 0)
+    assert isinstance(envelope.event, events_pb2.UsageRecorded)
     assert envelope.event.metadata.id == envelope.id
 
 

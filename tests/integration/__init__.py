@@ -1,0 +1,1 @@
+"""Integration tests: every test here talks to a real server."""
