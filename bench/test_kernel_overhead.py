@@ -31,14 +31,14 @@ async def _echo(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> b
     return request
 
 
-def _handler() -> grpc.GenericRpcHandler[bytes, bytes]:
+def _handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
         "bench.v1.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
     )
 
 
 async def _timed_calls(channel: aio.Channel, count: int) -> list[float]:
-    call = channel.unary_unary("/bench.v1.Echo/Echo", None, None)
+    call: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/bench.v1.Echo/Echo")
     samples = []
     for _ in range(count):
         started = time.perf_counter()

@@ -18,9 +18,10 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
+from google.rpc import status_pb2
 from grpc import aio
 
 from services.kernel.context import REQUEST_ID_HEADER, bind_request_id, new_request_id
@@ -36,6 +37,8 @@ _log = logging.getLogger("llmgw.kernel.rpc")
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Behavior = Callable[..., Any]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
@@ -60,41 +63,65 @@ class _MethodMetrics:
 
 
 class _CallScope:
-    """Bookkeeping of one RPC: request id, metrics, and error translation."""
+    """One RPC as an async context: binds the request id, records metrics, maps errors.
 
-    __slots__ = ("_method", "_metrics", "_started")
+    On leaving with a domain or unexpected exception it aborts the call with the
+    mapped status (raising grpc's AbortError in place of the exception).
+    """
 
-    def __init__(self, metrics: _MethodMetrics, method: str) -> None:
+    __slots__ = ("_context", "_method", "_metrics", "_started")
+
+    def __init__(
+        self, metrics: _MethodMetrics, method: str, context: aio.ServicerContext[Any, Any]
+    ) -> None:
         self._metrics = metrics
         self._method = method
+        self._context = context
         self._started = 0.0
 
-    def enter(self, context: aio.ServicerContext[Any, Any]) -> None:
-        bind_request_id(_request_id_of(context))
+    async def __aenter__(self) -> None:
+        bind_request_id(_request_id_of(self._context))
         self._started = time.perf_counter()
         self._metrics.started.inc()
         self._metrics.in_flight.inc()
 
-    def exit(self, code: grpc.StatusCode) -> None:
-        self._metrics.in_flight.dec()
-        self._metrics.handled(code).inc()
-        self._metrics.latency.observe(time.perf_counter() - self._started)
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        mapped = exc if isinstance(exc, Exception) and not isinstance(exc, aio.AbortError) else None
+        status = None if mapped is None else status_from_exception(mapped)
+        try:
+            if mapped is not None and status is not None:
+                await self._abort(mapped, status)
+        finally:
+            self._metrics.in_flight.dec()
+            self._metrics.handled(self._code(exc, status)).inc()
+            self._metrics.latency.observe(time.perf_counter() - self._started)
 
-    async def fail(self, exc: Exception, context: aio.ServicerContext[Any, Any]) -> None:
-        """Abort the call with the status ``exc`` maps to; always raises."""
-        status = status_from_exception(exc)
+    def _code(self, exc: BaseException | None, status: status_pb2.Status | None) -> grpc.StatusCode:
+        if status is not None:
+            return grpc_code_of(status)
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            return grpc.StatusCode.CANCELLED
+        # Set by context.abort or set_code; None when the handler set nothing.
+        code: grpc.StatusCode | None = self._context.code()
+        if code is not None:
+            return code
+        return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
+
+    async def _abort(self, exc: Exception, status: status_pb2.Status) -> None:
         if isinstance(exc, LlmgwError):
             _log.info("rpc failed", extra={"method": self._method, "reason": exc.reason})
         else:
             _log.error("rpc crashed", extra={"method": self._method}, exc_info=exc)
-        await context.abort(
+        await self._context.abort(
             grpc_code_of(status),
             status.message,
             trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
         )
 
 
-class KernelInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
+class KernelInterceptor(aio.ServerInterceptor):
     """Wraps every method handler of a server; see the module docstring."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
@@ -103,18 +130,19 @@ class KernelInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
         method: str = handler_call_details.method
         wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler: Handler | None = await continuation(handler_call_details)
-        if handler is None:  # unknown method: let grpc answer UNIMPLEMENTED
-            return handler  # type: ignore[return-value]
-        wrapped = self._wrapped[method] = self._wrap(handler, method)
-        return wrapped
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
+                return None
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return cast("grpc.RpcMethodHandler[_Req, _Resp]", wrapped)
 
     def _wrap(self, handler: Handler, method: str) -> Handler:
         if handler.unary_unary:
@@ -145,22 +173,8 @@ class KernelInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         metrics = _MethodMetrics(self._metrics, method, rpc_type)
 
         async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            scope = _CallScope(metrics, method)
-            scope.enter(context)
-            code = grpc.StatusCode.OK
-            try:
+            async with _CallScope(metrics, method, context):
                 return await behavior(request, context)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except aio.AbortError:
-                code = _code_of(context)
-                raise
-            except Exception as exc:
-                code = grpc_code_of(status_from_exception(exc))
-                await scope.fail(exc, context)
-            finally:
-                scope.exit(_final_code(code, context))
 
         return call
 
@@ -173,23 +187,9 @@ class KernelInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         async def stream(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            scope = _CallScope(metrics, method)
-            scope.enter(context)
-            code = grpc.StatusCode.OK
-            try:
+            async with _CallScope(metrics, method, context):
                 async for response in behavior(request, context):
                     yield response
-            except (asyncio.CancelledError, GeneratorExit):
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except aio.AbortError:
-                code = _code_of(context)
-                raise
-            except Exception as exc:
-                code = grpc_code_of(status_from_exception(exc))
-                await scope.fail(exc, context)
-            finally:
-                scope.exit(_final_code(code, context))
 
         return stream
 
@@ -199,17 +199,3 @@ def _request_id_of(context: aio.ServicerContext[Any, Any]) -> str:
         if key == REQUEST_ID_HEADER and isinstance(value, str) and _REQUEST_ID_PATTERN.match(value):
             return value
     return new_request_id()
-
-
-def _code_of(context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
-    code = context.code()
-    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
-
-
-def _final_code(code: grpc.StatusCode, context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
-    """The code of a call that returned normally may still be set by ``set_code``."""
-    if code is grpc.StatusCode.OK:
-        set_code = context.code()
-        if isinstance(set_code, grpc.StatusCode):
-            return set_code
-    return code

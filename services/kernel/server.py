@@ -70,7 +70,7 @@ class ServiceApp:
     name: str
     services: tuple[ServiceRegistration, ...] = ()
     lifespans: tuple[Lifespan, ...] = ()
-    interceptors: tuple[aio.ServerInterceptor[Any, Any], ...] = ()
+    interceptors: tuple[aio.ServerInterceptor, ...] = ()
 
 
 class KernelServer:
@@ -81,7 +81,7 @@ class KernelServer:
     ) -> None:
         self.app = app
         self.settings = settings
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.health = health.aio.HealthServicer()
         self.port = 0
         self._server = aio.server(
             interceptors=(KernelInterceptor(ServerMetrics(registry, app.name)), *app.interceptors),

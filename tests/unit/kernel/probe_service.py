@@ -57,9 +57,24 @@ def _unimplemented(request: bytes, context: Any) -> bytes:
     raise NotImplementedError("Method not implemented!")
 
 
+def unary(channel: aio.Channel, method: str) -> aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """A raw-bytes client of the probe's unary ``method``."""
+    return channel.unary_unary(f"/{SERVICE}/{method}")
+
+
+def server_stream(channel: aio.Channel, method: str) -> aio.UnaryStreamMultiCallable[bytes, bytes]:
+    """A raw-bytes client of the probe's server-streaming ``method``."""
+    return channel.unary_stream(f"/{SERVICE}/{method}")
+
+
+def bidi_stream(channel: aio.Channel, method: str) -> aio.StreamStreamMultiCallable[bytes, bytes]:
+    """A raw-bytes client of the probe's bidirectional ``method``."""
+    return channel.stream_stream(f"/{SERVICE}/{method}")
+
+
 def registration() -> ServiceRegistration:
     """The probe service, ready to add to a :class:`KernelServer`."""
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Invalid": grpc.unary_unary_rpc_method_handler(_invalid),
         "Crash": grpc.unary_unary_rpc_method_handler(_crash),
         "RequestId": grpc.unary_unary_rpc_method_handler(_request_id),

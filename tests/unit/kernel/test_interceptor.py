@@ -14,9 +14,8 @@ from grpc import aio
 
 from services.kernel.errors import ERROR_DOMAIN, STATUS_DETAILS_KEY
 from services.kernel.logs import configure_logging
+from tests.unit.kernel import probe_service
 from tests.unit.kernel.conftest import RunningProbe
-
-METHOD = "/test.v1.Probe/"
 
 
 def _rich_status(error: aio.AioRpcError) -> status_pb2.Status:
@@ -34,7 +33,7 @@ def _unpack(detail: any_pb2.Any, kind: type) -> object:
 
 
 async def test_invalid_argument_carries_field_violations_and_reason(probe: RunningProbe) -> None:
-    call = probe.channel.unary_unary(METHOD + "Invalid", None, None)
+    call = probe_service.unary(probe.channel, "Invalid")
     with pytest.raises(aio.AioRpcError) as caught:
         await call(b"")
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -53,7 +52,7 @@ async def test_invalid_argument_carries_field_violations_and_reason(probe: Runni
 
 async def test_unexpected_exception_is_internal_and_leaks_nothing(probe: RunningProbe) -> None:
     with pytest.raises(aio.AioRpcError) as caught:
-        await probe.channel.unary_unary(METHOD + "Crash", None, None)(b"")
+        await probe_service.unary(probe.channel, "Crash")(b"")
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert "SECRET" not in (caught.value.details() or "")
     assert "SECRET" not in str(_rich_status(caught.value))
@@ -61,14 +60,14 @@ async def test_unexpected_exception_is_internal_and_leaks_nothing(probe: Running
 
 async def test_not_implemented_is_unimplemented(probe: RunningProbe) -> None:
     with pytest.raises(aio.AioRpcError) as caught:
-        await probe.channel.unary_unary(METHOD + "Unimplemented", None, None)(b"")
+        await probe_service.unary(probe.channel, "Unimplemented")(b"")
     assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_error_after_stream_messages_keeps_them_and_sends_retry_info(
     probe: RunningProbe,
 ) -> None:
-    call = probe.channel.unary_stream(METHOD + "CountThenExhaust", None, None)(b"3")
+    call = probe_service.server_stream(probe.channel, "CountThenExhaust")(b"3")
     received = []
     with pytest.raises(aio.AioRpcError) as caught:
         async for message in call:
@@ -82,7 +81,7 @@ async def test_error_after_stream_messages_keeps_them_and_sends_retry_info(
 
 
 async def test_bidirectional_stream_passes_through(probe: RunningProbe) -> None:
-    call = probe.channel.stream_stream(METHOD + "Echo", None, None)
+    call = probe_service.bidi_stream(probe.channel, "Echo")
     stream = call(None)
     for payload in (b"a", b"b"):
         await stream.write(payload)
@@ -95,7 +94,7 @@ async def test_request_id_from_metadata_reaches_handler_and_logs(probe: RunningP
     buffer = io.StringIO()
     configure_logging("probe", "INFO", stream=buffer)
     try:
-        call = probe.channel.unary_unary(METHOD + "RequestId", None, None)
+        call = probe_service.unary(probe.channel, "RequestId")
         echoed = await call(b"", metadata=(("x-request-id", "req-42"),))
         generated = await call(b"", metadata=(("x-request-id", "bad id with spaces"),))
     finally:
@@ -110,8 +109,8 @@ async def test_request_id_from_metadata_reaches_handler_and_logs(probe: RunningP
 
 async def test_metrics_count_calls_by_code(probe: RunningProbe) -> None:
     with pytest.raises(aio.AioRpcError):
-        await probe.channel.unary_unary(METHOD + "Invalid", None, None)(b"")
-    await probe.channel.unary_unary(METHOD + "Slow", None, None)(b"0")
+        await probe_service.unary(probe.channel, "Invalid")(b"")
+    await probe_service.unary(probe.channel, "Slow")(b"0")
     labels = {"grpc_service": "test.v1.Probe", "grpc_type": "unary"}
     value = probe.registry.get_sample_value
     assert (

@@ -43,7 +43,7 @@ async def test_message_size_limit_is_enforced() -> None:
     await server.start()
     try:
         async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            echo = channel.unary_unary("/test.v1.Probe/Slow", None, None)
+            echo = probe_service.unary(channel, "Slow")
             with pytest.raises(aio.AioRpcError) as caught:
                 await echo(b"0" * 4096)
             assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -52,7 +52,7 @@ async def test_message_size_limit_is_enforced() -> None:
 
 
 async def test_drain_finishes_in_flight_call_and_refuses_new_ones(probe: RunningProbe) -> None:
-    slow = probe.channel.unary_unary("/test.v1.Probe/Slow", None, None)
+    slow = probe_service.unary(probe.channel, "Slow")
     in_flight = asyncio.ensure_future(slow(b"0.6"))
     await asyncio.sleep(0.1)
     watcher = health_pb2_grpc.HealthStub(probe.channel).Watch(
@@ -107,7 +107,7 @@ async def test_failed_bind_exits_lifespans() -> None:
 
 
 async def test_metrics_endpoint_serves_prometheus_text(probe: RunningProbe) -> None:
-    await probe.channel.unary_unary("/test.v1.Probe/Slow", None, None)(b"0")
+    await probe_service.unary(probe.channel, "Slow")(b"0")
     endpoint = serve_metrics(probe.registry, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{endpoint.port}/metrics"
