@@ -40,10 +40,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class UpstreamError:
-    """What a provider's error body says: a message and whether it is the context case."""
+    """What a provider's error body says: message, context case, and any retry delay.
+
+    ``retry_after_seconds`` (from the body) is used only when the answer has no
+    ``retry-after`` header.
+    """
 
     message: str
     context_window: bool = False
+    retry_after_seconds: float | None = None
 
 
 ErrorParser = Callable[[int, bytes], UpstreamError]
@@ -95,9 +100,12 @@ class ProviderHttp:
         self, path: str, body: Json, headers: Mapping[str, str] | None = None
     ) -> Json:
         """POST ``body`` as JSON and return the decoded JSON object of a 2xx answer."""
-        async with asyncio.timeout(self._settings.total_timeout):
-            async with self._open("POST", path, body, headers) as response:
-                raw = await self._guard(response.aread())
+        try:
+            async with asyncio.timeout(self._settings.total_timeout):
+                async with self._open("POST", path, body, headers) as response:
+                    raw = await self._guard(response.aread())
+        except TimeoutError as exc:
+            raise self._timeout("total") from exc
         try:
             decoded = json.loads(raw)
         except ValueError as exc:
@@ -175,7 +183,9 @@ class ProviderHttp:
             response.status_code,
             parsed.message,
             provider=self._settings.provider,
-            retry_after_seconds=retry_after(response.headers),
+            retry_after_seconds=_first_known(
+                retry_after(response.headers), parsed.retry_after_seconds
+            ),
             context_window=parsed.context_window,
         )
 
@@ -187,6 +197,10 @@ class ProviderHttp:
 
     def _malformed(self, what: str) -> MalformedResponse:
         return MalformedResponse(what, provider=self._settings.provider)
+
+
+def _first_known(*values: float | None) -> float | None:
+    return next((value for value in values if value is not None), None)
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

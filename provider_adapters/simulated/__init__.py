@@ -10,4 +10,4 @@ def _create(deployment: Deployment) -> SimulatedAdapter:
 
 plugin = AdapterPlugin(name=PROVIDER, create=_create, capabilities=CAPABILITIES)
 
-__all__ = ["SimulatedAdapter", "plugin"]
+__all__ = ["CAPABILITIES", "PROVIDER", "SimulatedAdapter", "plugin"]

@@ -1,0 +1,1 @@
+"""Wire formats of the providers shipped with llmgw, one module per provider."""
