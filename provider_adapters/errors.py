@@ -9,7 +9,7 @@ error                       upstream cause              retry      fall back
 ==========================  ==========================  =========  =========
 ContextWindowExceeded       400 "context length" case   no         yes (larger window)
 ProviderBadRequest          400, 422                    no         no
-ProviderAuthFailed          401, 403                    no         yes
+ProviderAuthFailed          401, 403, 400 "bad key"     no         yes
 ProviderModelNotFound       404                         no         yes
 ProviderConflict            409                         yes        yes
 ProviderRateLimited         429 (retry-after kept)      yes        yes
@@ -52,10 +52,9 @@ class ProviderError(kernel.LlmgwError):
         if http_status is not None:
             metadata = {**metadata, "http_status": str(http_status)}
         super().__init__(message, metadata=metadata)
-        # Read by the kernel's RetryInfo detail on the retryable classes.
-        self.retry_after_seconds = retry_after_seconds
         self.provider = provider
         self.http_status = http_status
+        # Read by the kernel's RetryInfo detail on the retryable classes.
         self.retry_after_seconds = retry_after_seconds
 
 
@@ -146,13 +145,22 @@ def error_for_status(
     provider: str,
     retry_after_seconds: float | None = None,
     context_window: bool = False,
+    auth_failed: bool = False,
 ) -> ProviderError:
-    """The error for an upstream HTTP ``status``; ``context_window`` marks that 400 case."""
+    """The error for an upstream HTTP ``status``.
+
+    ``context_window`` marks the 400 whose body says the prompt is too long;
+    ``auth_failed`` marks a 400 whose body says the credentials were refused
+    (Gemini answers an invalid API key with 400 ``API_KEY_INVALID``): both are
+    4xx refinements and change nothing for other statuses.
+    """
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = ProviderServerError if status >= 500 else ProviderBadRequest
     if context_window and status in {400, 413, 422}:
         cls = ContextWindowExceeded
+    if auth_failed and status == 400:
+        cls = ProviderAuthFailed
     return cls(
         message, provider=provider, http_status=status, retry_after_seconds=retry_after_seconds
     )

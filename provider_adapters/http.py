@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -40,15 +40,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class UpstreamError:
-    """What a provider's error body says: message, context case, and any retry delay.
+    """What a provider's error body says: message, context case, refused credentials, retry delay.
 
-    ``retry_after_seconds`` (from the body) is used only when the answer has no
-    ``retry-after`` header.
+    ``auth_failed`` is for providers that refuse credentials with a 400 (see
+    :func:`~provider_adapters.errors.error_for_status`). ``retry_after_seconds``
+    (from the body) is used only when the answer has no ``retry-after`` header.
     """
 
     message: str
     context_window: bool = False
     retry_after_seconds: float | None = None
+    auth_failed: bool = False
 
 
 ErrorParser = Callable[[int, bytes], UpstreamError]
@@ -57,7 +59,13 @@ ErrorParser = Callable[[int, bytes], UpstreamError]
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
-    """Connection settings of one deployment."""
+    """Connection settings of one deployment.
+
+    ``default_headers`` usually carry credentials, and ``secrets`` are the
+    credential values themselves: neither is shown by ``repr``, and every
+    secret is masked in the messages of the errors raised from provider bodies
+    (some servers echo the key they refused).
+    """
 
     base_url: str
     provider: str
@@ -66,7 +74,8 @@ class HttpSettings:
     between_chunks_timeout: float
     total_timeout: float
     max_connections: int = 100
-    default_headers: Mapping[str, str] | None = None
+    default_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 class ProviderHttp:
@@ -181,12 +190,13 @@ class ProviderHttp:
         parsed = self._parse_error(response.status_code, raw)
         return error_for_status(
             response.status_code,
-            parsed.message,
+            masked(parsed.message, self._settings.secrets),
             provider=self._settings.provider,
             retry_after_seconds=_first_known(
                 retry_after(response.headers), parsed.retry_after_seconds
             ),
             context_window=parsed.context_window,
+            auth_failed=parsed.auth_failed,
         )
 
     def _timeout(self, which: str) -> ProviderTimeout:
@@ -197,6 +207,14 @@ class ProviderHttp:
 
     def _malformed(self, what: str) -> MalformedResponse:
         return MalformedResponse(what, provider=self._settings.provider)
+
+
+def masked(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of each non-empty secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _first_known(*values: float | None) -> float | None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from provider_adapters.anthropic.identity import PROVIDER
 from provider_adapters.errors import ProviderError, error_for_status
 from provider_adapters.http import UpstreamError
-from provider_adapters.support.error_bodies import decode_json, fallback_message
+from provider_adapters.support.error_bodies import decode_json, fallback_message, mentions_any
 
 STATUS_BY_ERROR_TYPE: Mapping[str, int] = {
     "invalid_request_error": 400,
@@ -37,7 +37,7 @@ def parse_error(status: int, raw: bytes) -> UpstreamError:
     if message is None:
         return UpstreamError(fallback_message(status, raw))
     text = f"{kind}: {message}" if kind else message
-    return UpstreamError(text, context_window=_is_context_case(message))
+    return UpstreamError(text, context_window=mentions_any(message, _CONTEXT_PHRASES))
 
 
 def stream_error(payload: object) -> ProviderError:
@@ -49,7 +49,7 @@ def stream_error(payload: object) -> ProviderError:
         status,
         f"{kind}: {text}" if kind else text,
         provider=PROVIDER,
-        context_window=message is not None and _is_context_case(message),
+        context_window=message is not None and mentions_any(message, _CONTEXT_PHRASES),
     )
 
 
@@ -65,8 +65,3 @@ def _error_fields(payload: object) -> tuple[str | None, str | None]:
         kind if isinstance(kind, str) else None,
         message if isinstance(message, str) else None,
     )
-
-
-def _is_context_case(message: str) -> bool:
-    lowered = message.lower()
-    return any(phrase in lowered for phrase in _CONTEXT_PHRASES)

@@ -14,7 +14,8 @@ from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2
 from provider_adapters.anthropic.identity import PROVIDER
 from provider_adapters.errors import MalformedResponse
-from provider_adapters.support.json_values import Json, arguments_text
+from provider_adapters.support.json_values import Json, arguments_text, token_count
+from provider_adapters.support.usage import provider_usage
 
 FINISH_REASONS: Mapping[str, common_pb2.FinishReason.ValueType] = {
     "end_turn": common_pb2.FINISH_REASON_STOP,
@@ -36,23 +37,16 @@ def finish_reason(stop_reason: Any) -> common_pb2.FinishReason.ValueType:
 
 def usage_from(raw: Mapping[str, Any]) -> common_pb2.Usage:
     """llmgw usage from an Anthropic ``usage`` object."""
-    cached = _count(raw, "cache_read_input_tokens")
-    created = _count(raw, "cache_creation_input_tokens")
-    input_tokens = _count(raw, "input_tokens") + cached + created
-    output_tokens = _count(raw, "output_tokens")
-    return common_pb2.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
+    cached = token_count(raw, "cache_read_input_tokens")
+    created = token_count(raw, "cache_creation_input_tokens")
+    input_tokens = token_count(raw, "input_tokens") + cached + created
+    output_tokens = token_count(raw, "output_tokens")
+    return provider_usage(
+        input_tokens,
+        output_tokens,
         cached_input_tokens=cached,
         cache_creation_input_tokens=created,
-        total_tokens=input_tokens + output_tokens,
-        source=common_pb2.USAGE_SOURCE_PROVIDER,
     )
-
-
-def _count(raw: Mapping[str, Any], key: str) -> int:
-    value = raw.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def completion_result(body: Json, *, model: str) -> inference_pb2.CompletionResult:

@@ -251,8 +251,9 @@ class FakeServer:
             connection.mark_closed()
         finally:
             pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            # asyncio.wait does not raise the pump's CancelledError, so a cancel of
+            # this handler itself still propagates instead of being swallowed.
+            await asyncio.wait([pump])
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()

@@ -28,7 +28,8 @@ What is checked: text and tool-call completions, unary and streamed (streams cut
 into 1 to 7 byte pieces that split lines and UTF-8 characters; exactly one
 result, last, with usage); every :class:`ErrorCase` mapped to its exact
 :mod:`provider_adapters.errors` class; first-byte, between-chunks and total
-timeouts; connection resets; malformed and truncated answers; cancellation
+timeouts; connection resets; malformed and truncated answers; failures
+reported inside a stream (for wires that describe them); cancellation
 closing the upstream connection within a second; connection reuse; embeddings;
 credentials; unknown deployment options refused.
 """
@@ -74,6 +75,7 @@ from provider_adapters.conformance.wire import (
 from provider_adapters.conformance.wire_hooks import (
     ChecksCredentials,
     ChecksRequests,
+    FailsMidStream,
     Operation,
 )
 from services.kernel.errors import LlmgwError
@@ -454,6 +456,30 @@ class AdapterConformance:
         fake.enqueue(served(wire.truncated_stream(TEXT), pieces=(5,)))
         with pytest.raises(errors.MalformedResponse):
             await collect(adapter.stream(conversation()))
+
+    @pytest.mark.asyncio
+    async def test_failure_mid_stream(
+        self, wire: ProviderWire, fake: FakeServer, adapter: ProviderAdapter
+    ) -> None:
+        _require(wire, Capability.STREAMING)
+        if not isinstance(wire, FailsMidStream):
+            pytest.skip("the wire does not describe its in-stream errors")
+        fake.enqueue(served(wire.failure_mid_stream(TEXT), pieces=(5,)))
+        received: list[StreamEvent] = []
+        with pytest.raises(errors.ProviderError) as raised:
+            async for event in adapter.stream(conversation()):
+                received.append(event)
+        error = raised.value
+        # Not MalformedResponse: the provider said what went wrong, and that is what counts.
+        assert isinstance(error, errors.ProviderServerError | errors.ProviderOverloaded), (
+            f"an in-stream failure became {type(error).__name__}: {error}"
+        )
+        assert error.provider == wire.provider
+        assert not any(isinstance(event, inference_pb2.CompletionResult) for event in received)
+        chunks = [event for event in received if isinstance(event, inference_pb2.CompletionChunk)]
+        assert "".join(chunk.text_delta for chunk in chunks) == TEXT, (
+            "the text before the failure must be handed on"
+        )
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize(

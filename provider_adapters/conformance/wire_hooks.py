@@ -9,6 +9,8 @@ runtime-checkable) and runs them when present; a wire without them still passes.
 * :class:`ChecksRequests` -- a look at each request the adapter sent in the
   successful scenarios (path, query, body fields); it fails by raising
   ``AssertionError``.
+* :class:`FailsMidStream` -- a stream that starts answering and then reports,
+  in the provider's own in-stream error format, that the provider failed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from provider_adapters.base import Deployment
 from provider_adapters.conformance.fake_server import RecordedRequest
+from provider_adapters.conformance.wire import WireReply
 
 
 class Operation(enum.Enum):
@@ -44,4 +47,16 @@ class ChecksRequests(Protocol):
 
     def check_request(self, request: RecordedRequest, operation: Operation) -> None:
         """Raise ``AssertionError`` if ``request`` is not what the provider expects."""
+        ...
+
+
+@runtime_checkable
+class FailsMidStream(Protocol):
+    """A wire that knows how its provider reports a failure after a stream began."""
+
+    def failure_mid_stream(self, text: str) -> WireReply:
+        """A 200 stream that sends ``text``, then the provider's in-stream error.
+
+        The error is one worth retrying: an overloaded or failing server.
+        """
         ...

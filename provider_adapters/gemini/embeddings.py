@@ -13,6 +13,7 @@ from llmgw.inference.v1 import inference_pb2
 from provider_adapters.errors import MalformedResponse
 from provider_adapters.gemini.identity import PROVIDER, model_resource
 from provider_adapters.support.json_values import Json
+from provider_adapters.support.usage import provider_usage
 
 
 def embed_body(request: inference_pb2.EmbedRequest, *, model: str) -> Json:
@@ -45,9 +46,5 @@ def embed_response(body: Json, *, model: str, count: int) -> inference_pb2.Embed
     usage = body.get("usageMetadata")
     tokens = usage.get("promptTokenCount") if isinstance(usage, dict) else None
     if isinstance(tokens, int):
-        response.usage.CopyFrom(
-            common_pb2.Usage(
-                input_tokens=tokens, total_tokens=tokens, source=common_pb2.USAGE_SOURCE_PROVIDER
-            )
-        )
+        response.usage.CopyFrom(provider_usage(tokens))
     return response

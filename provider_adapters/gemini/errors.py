@@ -1,31 +1,41 @@
-"""Gemini API error bodies: ``{"error": {"code", "message", "status"}}``.
+"""Gemini API error bodies: ``{"error": {"code", "message", "status", "details"?}}``.
 
 The same object may arrive as an SSE ``data:`` payload inside a stream, where
 its ``code`` stands in for the HTTP status. A 400 whose message says the input
-token count exceeds the maximum is the context-window case. A 429 says when
-to retry in a ``google.rpc.RetryInfo`` detail (``"retryDelay": "7s"``).
+token count exceeds the maximum is the context-window case. An invalid or
+expired API key is also a 400 (``INVALID_ARGUMENT``), told apart by its
+``google.rpc.ErrorInfo`` detail with reason ``API_KEY_INVALID``: that is refused
+credentials, not a bad request. A 429 says when to retry in a
+``google.rpc.RetryInfo`` detail (``"retryDelay": "7s"``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from provider_adapters.errors import ProviderError, error_for_status
 from provider_adapters.gemini.identity import PROVIDER
 from provider_adapters.http import UpstreamError
-from provider_adapters.support.error_bodies import decode_json, fallback_message
+from provider_adapters.support.error_bodies import decode_json, fallback_message, mentions_any
+from provider_adapters.support.json_values import Json
 
 _CONTEXT_PHRASES = ("exceeds the maximum number of tokens", "context window")
+_KEY_REFUSED = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
+"""``ErrorInfo`` reasons that mean the deployment's API key was refused."""
 
 
 def parse_error(status: int, raw: bytes) -> UpstreamError:
-    """The message of a Gemini error answer, flagging the context-window case."""
-    fields = error_fields(decode_json(raw))
+    """The message of a Gemini error answer, flagging the context and refused-key cases."""
+    payload = decode_json(raw)
+    fields = error_fields(payload)
     if fields is None:
         return UpstreamError(fallback_message(status, raw))
     _code, text, message = fields
     return UpstreamError(
         text,
-        context_window=_is_context_case(message),
-        retry_after_seconds=retry_delay(decode_json(raw)),
+        context_window=mentions_any(message, _CONTEXT_PHRASES),
+        retry_after_seconds=retry_delay(payload),
+        auth_failed=key_refused(payload),
     )
 
 
@@ -40,7 +50,8 @@ def stream_error(payload: object) -> ProviderError | None:
         text,
         provider=PROVIDER,
         retry_after_seconds=retry_delay(payload),
-        context_window=_is_context_case(message),
+        context_window=mentions_any(message, _CONTEXT_PHRASES),
+        auth_failed=key_refused(payload),
     )
 
 
@@ -61,13 +72,7 @@ def error_fields(payload: object) -> tuple[int | None, str, str] | None:
 
 def retry_delay(payload: object) -> float | None:
     """Seconds of the ``RetryInfo`` detail of an error object, or None."""
-    error = payload.get("error") if isinstance(payload, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    for detail in details if isinstance(details, list) else []:
-        if not isinstance(detail, dict):
-            continue
-        if not str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
-            continue
+    for detail in _details(payload, "google.rpc.RetryInfo"):
         delay = detail.get("retryDelay")
         if isinstance(delay, str) and delay.endswith("s"):
             try:
@@ -77,6 +82,17 @@ def retry_delay(payload: object) -> float | None:
     return None
 
 
-def _is_context_case(message: str) -> bool:
-    lowered = message.lower()
-    return any(phrase in lowered for phrase in _CONTEXT_PHRASES)
+def key_refused(payload: object) -> bool:
+    """True when an ``ErrorInfo`` detail says the API key is invalid or expired."""
+    return any(
+        detail.get("reason") in _KEY_REFUSED for detail in _details(payload, "google.rpc.ErrorInfo")
+    )
+
+
+def _details(payload: object, kind: str) -> Iterator[Json]:
+    """The ``details`` entries of an error object whose ``@type`` names ``kind``."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(kind):
+            yield detail

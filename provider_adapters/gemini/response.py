@@ -19,7 +19,8 @@ from llmgw.inference.v1 import inference_pb2
 from provider_adapters.errors import MalformedResponse
 from provider_adapters.gemini.identity import PROVIDER
 from provider_adapters.support.conversation import new_tool_call_id
-from provider_adapters.support.json_values import Json, arguments_text
+from provider_adapters.support.json_values import Json, arguments_text, token_count
+from provider_adapters.support.usage import provider_usage
 
 _FILTERED = frozenset(
     {
@@ -130,22 +131,17 @@ def finish_reason(view: ResponseView, called_functions: bool) -> common_pb2.Fini
 def usage_from(raw: Mapping[str, Any] | None) -> common_pb2.Usage:
     """llmgw usage from ``usageMetadata`` (output includes thinking tokens)."""
     raw = raw or {}
-    input_tokens = _count(raw, "promptTokenCount") + _count(raw, "toolUsePromptTokenCount")
-    reasoning = _count(raw, "thoughtsTokenCount")
-    output_tokens = _count(raw, "candidatesTokenCount") + reasoning
-    return common_pb2.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cached_input_tokens=_count(raw, "cachedContentTokenCount"),
-        reasoning_tokens=reasoning,
-        total_tokens=input_tokens + output_tokens,
-        source=common_pb2.USAGE_SOURCE_PROVIDER,
+    input_tokens = token_count(raw, "promptTokenCount") + token_count(
+        raw, "toolUsePromptTokenCount"
     )
-
-
-def _count(raw: Mapping[str, Any], key: str) -> int:
-    value = raw.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    reasoning = token_count(raw, "thoughtsTokenCount")
+    output_tokens = token_count(raw, "candidatesTokenCount") + reasoning
+    return provider_usage(
+        input_tokens,
+        output_tokens,
+        cached_input_tokens=token_count(raw, "cachedContentTokenCount"),
+        reasoning_tokens=reasoning,
+    )
 
 
 def serving_info(view: ResponseView, model: str) -> common_pb2.ServingInfo:

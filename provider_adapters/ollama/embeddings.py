@@ -12,6 +12,7 @@ from llmgw.inference.v1 import inference_pb2
 from provider_adapters.errors import MalformedResponse
 from provider_adapters.ollama.identity import PROVIDER
 from provider_adapters.support.json_values import Json
+from provider_adapters.support.usage import provider_usage
 
 
 def embed_body(
@@ -48,9 +49,5 @@ def embed_response(body: Json, *, model: str, count: int) -> inference_pb2.Embed
         response.embeddings.add(index=index, values=vector)
     tokens = body.get("prompt_eval_count")
     if isinstance(tokens, int) and not isinstance(tokens, bool):
-        response.usage.CopyFrom(
-            common_pb2.Usage(
-                input_tokens=tokens, total_tokens=tokens, source=common_pb2.USAGE_SOURCE_PROVIDER
-            )
-        )
+        response.usage.CopyFrom(provider_usage(tokens))
     return response

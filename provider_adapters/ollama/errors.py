@@ -10,7 +10,7 @@ from __future__ import annotations
 from provider_adapters.errors import ProviderError, error_for_status
 from provider_adapters.http import UpstreamError
 from provider_adapters.ollama.identity import PROVIDER
-from provider_adapters.support.error_bodies import decode_json, fallback_message
+from provider_adapters.support.error_bodies import decode_json, fallback_message, mentions_any
 
 _CONTEXT_PHRASES = ("context length", "context window", "exceeds the context")
 
@@ -20,7 +20,7 @@ def parse_error(status: int, raw: bytes) -> UpstreamError:
     message = error_message(decode_json(raw))
     if message is None:
         return UpstreamError(fallback_message(status, raw))
-    return UpstreamError(message, context_window=_is_context_case(message))
+    return UpstreamError(message, context_window=mentions_any(message, _CONTEXT_PHRASES))
 
 
 def stream_error(payload: object) -> ProviderError | None:
@@ -28,9 +28,9 @@ def stream_error(payload: object) -> ProviderError | None:
     message = error_message(payload)
     if message is None:
         return None
-    status = 400 if _is_context_case(message) else 500
+    context = mentions_any(message, _CONTEXT_PHRASES)
     return error_for_status(
-        status, message, provider=PROVIDER, context_window=_is_context_case(message)
+        400 if context else 500, message, provider=PROVIDER, context_window=context
     )
 
 
@@ -40,8 +40,3 @@ def error_message(payload: object) -> str | None:
         return None
     error = payload["error"]
     return error if isinstance(error, str) else str(error)
-
-
-def _is_context_case(message: str) -> bool:
-    lowered = message.lower()
-    return any(phrase in lowered for phrase in _CONTEXT_PHRASES)

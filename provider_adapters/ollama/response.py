@@ -19,7 +19,8 @@ from llmgw.inference.v1 import inference_pb2
 from provider_adapters.errors import MalformedResponse
 from provider_adapters.ollama.identity import PROVIDER
 from provider_adapters.support.conversation import new_tool_call_id
-from provider_adapters.support.json_values import Json, arguments_text
+from provider_adapters.support.json_values import Json, arguments_text, token_count
+from provider_adapters.support.usage import provider_usage
 
 _FINISH: Mapping[str, common_pb2.FinishReason.ValueType] = {
     "stop": common_pb2.FINISH_REASON_STOP,
@@ -97,19 +98,9 @@ def finish_reason(done_reason: str | None, called_tools: bool) -> common_pb2.Fin
 
 def usage_from(raw: Mapping[str, Any]) -> common_pb2.Usage:
     """llmgw usage from ``prompt_eval_count`` and ``eval_count``."""
-    input_tokens = _count(raw, "prompt_eval_count")
-    output_tokens = _count(raw, "eval_count")
-    return common_pb2.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=input_tokens + output_tokens,
-        source=common_pb2.USAGE_SOURCE_PROVIDER,
-    )
-
-
-def _count(raw: Mapping[str, Any], key: str) -> int:
-    value = raw.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    input_tokens = token_count(raw, "prompt_eval_count")
+    output_tokens = token_count(raw, "eval_count")
+    return provider_usage(input_tokens, output_tokens)
 
 
 def completion_result(body: Json, *, model: str) -> inference_pb2.CompletionResult:

@@ -8,9 +8,8 @@ reported by its first bytes.
 
 from __future__ import annotations
 
-import json
-
 from provider_adapters.http import UpstreamError
+from provider_adapters.support.error_bodies import decode_json, mentions_any
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 CONTEXT_PHRASES = ("maximum context length", "context length exceeded", "context_length_exceeded")
@@ -19,10 +18,7 @@ MAX_RAW_MESSAGE = 300
 
 def parse_error(status: int, raw: bytes) -> UpstreamError:
     """What an OpenAI-style error body says (an :data:`~provider_adapters.http.ErrorParser`)."""
-    try:
-        decoded = json.loads(raw)
-    except ValueError:
-        decoded = None
+    decoded = decode_json(raw)
     error = None
     if isinstance(decoded, dict):
         # OpenAI nests the error; vLLM and others put its fields at the top level.
@@ -31,15 +27,13 @@ def parse_error(status: int, raw: bytes) -> UpstreamError:
         error = {"message": error}
     if not isinstance(error, dict):
         text = raw[:MAX_RAW_MESSAGE].decode("utf-8", errors="replace").strip()
-        return UpstreamError(f"HTTP {status}: {text or 'no body'}", _mentions_context(text))
+        context = mentions_any(text, CONTEXT_PHRASES)
+        return UpstreamError(f"HTTP {status}: {text or 'no body'}", context)
     message = str(error.get("message") or f"HTTP {status}")
     code = error.get("code")
     kind = error.get("type")
     label = code if isinstance(code, str) and code else kind if isinstance(kind, str) else ""
-    context = (isinstance(code, str) and code in CONTEXT_CODES) or _mentions_context(message)
+    context = (isinstance(code, str) and code in CONTEXT_CODES) or mentions_any(
+        message, CONTEXT_PHRASES
+    )
     return UpstreamError(f"{label}: {message}" if label else message, context)
-
-
-def _mentions_context(text: str) -> bool:
-    lowered = text.lower()
-    return any(phrase in lowered for phrase in CONTEXT_PHRASES)

@@ -16,6 +16,7 @@ from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2
 from provider_adapters.base import CompletionResult, EmbedResponse
 from provider_adapters.errors import MalformedResponse, ProviderServerError
+from provider_adapters.support.usage import provider_usage
 
 Json = dict[str, Any]
 FinishReason: TypeAlias = common_pb2.FinishReason.ValueType
@@ -96,19 +97,15 @@ def finish_reason(value: object) -> FinishReason:
 
 def usage(shape: Shape, raw: Json) -> common_pb2.Usage:
     """OpenAI's ``usage`` object as llmgw usage reported by the provider."""
-    input_tokens = shape.count(raw, "prompt_tokens")
-    output_tokens = shape.count(raw, "completion_tokens")
-    return common_pb2.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
+    return provider_usage(
+        shape.count(raw, "prompt_tokens"),
+        shape.count(raw, "completion_tokens"),
         cached_input_tokens=shape.count(
             shape.opt_obj(raw, "prompt_tokens_details"), "cached_tokens"
         ),
         reasoning_tokens=shape.count(
             shape.opt_obj(raw, "completion_tokens_details"), "reasoning_tokens"
         ),
-        total_tokens=input_tokens + output_tokens,
-        source=common_pb2.USAGE_SOURCE_PROVIDER,
     )
 
 
@@ -167,13 +164,7 @@ def embed_response(shape: Shape, body: Json) -> EmbedResponse:
         response.embeddings.append(inference_pb2.Embedding(index=position, values=vector))
     if body.get("usage") is not None:
         tokens = shape.count(shape.obj(body, "usage"), "prompt_tokens")
-        response.usage.CopyFrom(
-            common_pb2.Usage(
-                input_tokens=tokens,
-                total_tokens=tokens,
-                source=common_pb2.USAGE_SOURCE_PROVIDER,
-            )
-        )
+        response.usage.CopyFrom(provider_usage(tokens))
     response.served_by.provider_model_id = shape.text(body, "model")
     return response
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 _MAX_TEXT = 500
@@ -22,3 +23,12 @@ def fallback_message(status: int, raw: bytes) -> str:
     if not text:
         return f"HTTP {status}"
     return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+
+
+def mentions_any(text: str, phrases: Iterable[str]) -> bool:
+    """True when ``text`` contains one of the lower-case ``phrases``, ignoring case.
+
+    How adapters recognise the context-window case in a provider's error message.
+    """
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in phrases)

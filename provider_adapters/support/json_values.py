@@ -1,8 +1,9 @@
-"""Tool-call arguments between llmgw's JSON text and providers' JSON objects."""
+"""Reading providers' JSON values: tool-call arguments and token counts."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from provider_adapters.errors import ProviderBadRequest
@@ -38,3 +39,13 @@ def arguments_text(arguments: Any) -> str:
     if isinstance(arguments, str):
         return arguments
     return json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+def token_count(raw: Mapping[str, Any], key: str) -> int:
+    """``raw[key]`` when it is an integer (not a bool); 0 when missing or of another type.
+
+    For usage fields a provider may leave out; adapters that must refuse a
+    malformed count check it themselves.
+    """
+    value = raw.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -19,7 +19,10 @@ def provider_http(
     parse_error: ErrorParser,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ProviderHttp:
-    """One pooled client for ``deployment`` (its base URL, or ``default_base_url``)."""
+    """One pooled client for ``deployment`` (its base URL, or ``default_base_url``).
+
+    The deployment's API key is handed on as a secret, masked in error messages.
+    """
     timeouts = deployment.timeouts
     settings = HttpSettings(
         base_url=(deployment.base_url or default_base_url).rstrip("/"),
@@ -30,5 +33,6 @@ def provider_http(
         total_timeout=timeouts.total,
         max_connections=deployment.max_connections,
         default_headers=dict(headers),
+        secrets=() if deployment.api_key is None else (deployment.api_key.value,),
     )
     return ProviderHttp(settings, parse_error, transport)

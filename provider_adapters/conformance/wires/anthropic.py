@@ -20,6 +20,7 @@ from provider_adapters.base import Capability, Deployment, Secret, Timeouts
 from provider_adapters.conformance.fake_server import RecordedRequest
 from provider_adapters.conformance.wire import ErrorCase, ToolCallSpec, UsageSpec, WireReply
 from provider_adapters.conformance.wire_hooks import Operation
+from provider_adapters.conformance.wires.framing import compact, pieces_of
 
 Json = dict[str, Any]
 
@@ -70,22 +71,12 @@ _ERRORS: Mapping[ErrorCase, tuple[str, str]] = {
 }
 
 
-def dumps(value: object) -> bytes:
-    """Compact JSON, non-ASCII text unescaped, UTF-8 encoded."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def sse(events: Sequence[Json]) -> bytes:
     """``event: <type>`` / ``data: {...}`` pairs, each ended by a blank line."""
     return b"".join(
-        b"event: " + str(event["type"]).encode() + b"\ndata: " + dumps(event) + b"\n\n"
+        b"event: " + str(event["type"]).encode() + b"\ndata: " + compact(event) + b"\n\n"
         for event in events
     )
-
-
-def pieces_of(text: str, size: int) -> list[str]:
-    """``text`` in pieces of ``size`` characters, as a model emits tokens."""
-    return [text[start : start + size] for start in range(0, len(text), size)]
 
 
 def usage_json(usage: UsageSpec, *, output_tokens: int | None = None) -> Json:
@@ -95,6 +86,10 @@ def usage_json(usage: UsageSpec, *, output_tokens: int | None = None) -> Json:
         "input_tokens": uncached,
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "cache_read_input_tokens": usage.cached_input_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_creation_input_tokens,
+            "ephemeral_1h_input_tokens": 0,
+        },
         "output_tokens": usage.output_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard",
     }
@@ -146,7 +141,7 @@ class AnthropicWire:
             blocks = [self._text_block(0, text)]
             return WireReply(200, sse(self._stream(blocks, "end_turn", usage)), SSE_HEADERS, True)
         content = [{"type": "text", "text": text}]
-        return WireReply(200, dumps(self._message(content, "end_turn", usage)), JSON_HEADERS)
+        return WireReply(200, compact(self._message(content, "end_turn", usage)), JSON_HEADERS)
 
     def tool_call(self, call: ToolCallSpec, usage: UsageSpec, *, stream: bool) -> WireReply:
         """A message that says a word and calls ``call`` (``stop_reason: tool_use``)."""
@@ -185,7 +180,7 @@ class AnthropicWire:
             {"type": "text", "text": preface},
             {"type": "tool_use", "id": call.call_id, "name": call.name, "input": call.arguments},
         ]
-        return WireReply(200, dumps(self._message(content, "tool_use", usage)), JSON_HEADERS)
+        return WireReply(200, compact(self._message(content, "tool_use", usage)), JSON_HEADERS)
 
     def truncated_stream(self, text: str) -> WireReply:
         """``message_start`` and the text deltas, then the body ends: no ``message_stop``."""
@@ -197,6 +192,15 @@ class AnthropicWire:
         body = sse([self._message_start(UsageSpec())])
         body += b'event: content_block_start\ndata: {"type":"content_block_start","ind\n\n'
         return WireReply(200, body, SSE_HEADERS, streaming=True)
+
+    def failure_mid_stream(self, text: str) -> WireReply:
+        """The text block under way, then an ``error`` event: the API is overloaded."""
+        events = [self._message_start(UsageSpec()), {"type": "ping"}]
+        events += self._text_block(0, text)[:-1]
+        events.append(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        )
+        return WireReply(200, sse(events), SSE_HEADERS, streaming=True)
 
     def error(self, case: ErrorCase, retry_after_seconds: int | None) -> WireReply:
         """Anthropic's error object, with ``request-id`` (and ``retry-after`` when given)."""
@@ -211,7 +215,7 @@ class AnthropicWire:
             "error": {"type": kind, "message": message},
             "request_id": REQUEST_ID,
         }
-        return WireReply(case.http_status, dumps(body), headers)
+        return WireReply(case.http_status, compact(body), headers)
 
     def embeddings(self, vectors: Sequence[Sequence[float]], usage: UsageSpec) -> WireReply:
         """Anthropic has no embeddings API; the kit never asks (EMBEDDINGS is not declared)."""

@@ -1,16 +1,19 @@
 """Gemini's wire format for the conformance kit: generateContent, streaming, embeddings.
 
-Bodies are compact JSON with UTF-8 text unescaped. A stream
-(``:streamGenerateContent?alt=sse``) is ``data:`` events, each a whole
+Printed as Google prints it (UTF-8 text unescaped): a whole answer or error is
+JSON indented by two spaces, ending in a newline; a stream
+(``:streamGenerateContent?alt=sse``) is ``data:`` lines with a space after each
+colon and none after commas, each event ended by CRLF CRLF, each a whole
 ``GenerateContentResponse`` with the next parts; the last one carries
 ``finishReason`` and the full ``usageMetadata``. Function calls arrive whole,
 with the ``id`` the API assigns. Errors are ``{"error": {"code", "message",
-"status"}}``; a 429 says when to retry in a ``google.rpc.RetryInfo`` detail.
+"status", "details"?}}``; a 429 says when to retry in a ``google.rpc.RetryInfo``
+detail. An invalid API key is not a 401 but a 400 ``INVALID_ARGUMENT`` with an
+``ErrorInfo`` detail, reason ``API_KEY_INVALID`` (:meth:`GeminiWire.invalid_api_key`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +21,7 @@ from provider_adapters.base import Capability, Deployment, Secret, Timeouts
 from provider_adapters.conformance.fake_server import RecordedRequest
 from provider_adapters.conformance.wire import ErrorCase, ToolCallSpec, UsageSpec, WireReply
 from provider_adapters.conformance.wire_hooks import Operation
+from provider_adapters.conformance.wires.framing import colon_spaced, pieces_of, pretty
 
 Json = dict[str, Any]
 
@@ -68,25 +72,26 @@ _ERRORS: Mapping[ErrorCase, tuple[str, str]] = {
         "You exceeded your current quota, please check your plan and billing details.",
     ),
     ErrorCase.INTERNAL: ("INTERNAL", "An internal error has occurred."),
-    ErrorCase.BAD_GATEWAY: ("UNAVAILABLE", "Bad gateway."),
     ErrorCase.UNAVAILABLE: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     ErrorCase.OVERLOADED: ("UNAVAILABLE", "The service is currently overloaded."),
 }
 
 
-def dumps(value: object) -> bytes:
-    """Compact JSON, non-ASCII text unescaped, UTF-8 encoded."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+GFE_502_PAGE = (
+    "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n"
+    '  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">\n'
+    "  <title>Error 502 (Server Error)!!1</title>\n"
+    "  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>\n"
+    "  <p><b>502.</b> <ins>That\u2019s an error.</ins>\n"
+    "  <p>The server encountered a temporary error and could not complete your request."
+    "<p>Please try again in 30 seconds.  <ins>That\u2019s all we know.</ins>\n"
+).encode()
+"""The Google front end's 502 page (its ``<style>`` block left out)."""
 
 
 def sse(chunks: Sequence[object]) -> bytes:
-    """One ``data: {...}`` event per chunk, CRLF line ends as the API sends them."""
-    return b"".join(b"data: " + dumps(chunk) + b"\r\n\r\n" for chunk in chunks)
-
-
-def pieces_of(text: str, size: int) -> list[str]:
-    """``text`` in pieces of ``size`` characters, as a model emits tokens."""
-    return [text[start : start + size] for start in range(0, len(text), size)]
+    """One ``data: {...}`` event per chunk, printed and ended (CRLF) as the API sends them."""
+    return b"".join(b"data: " + colon_spaced(chunk) + b"\r\n\r\n" for chunk in chunks)
 
 
 def usage_json(usage: UsageSpec) -> Json:
@@ -166,7 +171,7 @@ class GeminiWire:
             chunks.append(response([{"text": pieces[-1]}], "STOP", usage_json(usage)))
             return WireReply(200, sse(chunks), SSE_HEADERS, streaming=True)
         body = response([{"text": text}], "STOP", usage_json(usage))
-        return WireReply(200, dumps(body), JSON_HEADERS)
+        return WireReply(200, pretty(body, 2), JSON_HEADERS)
 
     def tool_call(self, call: ToolCallSpec, usage: UsageSpec, *, stream: bool) -> WireReply:
         """A response calling ``call`` (Gemini says ``STOP`` after function calls too)."""
@@ -178,7 +183,7 @@ class GeminiWire:
             ]
             return WireReply(200, sse(chunks), SSE_HEADERS, streaming=True)
         body = response([{"text": "Checking."}, part], "STOP", usage_json(usage))
-        return WireReply(200, dumps(body), JSON_HEADERS)
+        return WireReply(200, pretty(body, 2), JSON_HEADERS)
 
     def truncated_stream(self, text: str) -> WireReply:
         """Text chunks without any ``finishReason``, then the body ends."""
@@ -191,8 +196,27 @@ class GeminiWire:
         body += b'data: {"candidates": [{"content": {"par\r\n\r\n'
         return WireReply(200, body, SSE_HEADERS, streaming=True)
 
+    def failure_mid_stream(self, text: str) -> WireReply:
+        """Text chunks, then a ``data:`` event holding Google's error object (503)."""
+        chunks: list[Json] = [
+            response([{"text": piece}], None, None) for piece in pieces_of(text, 4)
+        ]
+        failure = {
+            "error": {
+                "code": 503,
+                "message": "The model is overloaded. Please try again later.",
+                "status": "UNAVAILABLE",
+            }
+        }
+        return WireReply(200, sse([*chunks, failure]), SSE_HEADERS, streaming=True)
+
     def error(self, case: ErrorCase, retry_after_seconds: int | None) -> WireReply:
-        """Google's error object; the retry delay as a ``RetryInfo`` detail when given."""
+        """Google's error object; the retry delay as a ``RetryInfo`` detail when given.
+
+        A 502 comes from the Google front end, not the API: an HTML page.
+        """
+        if case is ErrorCase.BAD_GATEWAY:
+            return WireReply(502, GFE_502_PAGE, {"content-type": "text/html; charset=UTF-8"})
         status, message = _ERRORS[case]
         error: Json = {"code": case.http_status, "message": message, "status": status}
         if retry_after_seconds is not None:
@@ -212,7 +236,30 @@ class GeminiWire:
                     "retryDelay": f"{retry_after_seconds}s",
                 },
             ]
-        return WireReply(case.http_status, dumps({"error": error}), JSON_HEADERS)
+        return WireReply(case.http_status, pretty({"error": error}, 2), JSON_HEADERS)
+
+    def invalid_api_key(self) -> WireReply:
+        """The answer to a request whose ``x-goog-api-key`` is not a valid key."""
+        message = "API key not valid. Please pass a valid API key."
+        error: Json = {
+            "code": 400,
+            "message": message,
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                },
+            ],
+        }
+        return WireReply(400, pretty({"error": error}, 2), JSON_HEADERS)
 
     def embeddings(self, vectors: Sequence[Sequence[float]], usage: UsageSpec) -> WireReply:
         """A ``batchEmbedContents`` answer: one ``values`` list per request, usage metadata."""
@@ -220,4 +267,4 @@ class GeminiWire:
             "embeddings": [{"values": list(vector)} for vector in vectors],
             "usageMetadata": {"promptTokenCount": usage.input_tokens},
         }
-        return WireReply(200, dumps(body), JSON_HEADERS)
+        return WireReply(200, pretty(body, 2), JSON_HEADERS)

@@ -1,6 +1,7 @@
 """Ollama's native wire format for the conformance kit: ``/api/chat`` and ``/api/embed``.
 
-Bodies are compact JSON with UTF-8 text unescaped. A stream
+Bodies are compact JSON with UTF-8 text unescaped, keys in the order the
+server writes them. A stream
 (``application/x-ndjson``) is one chat object per line, each with the next
 ``message.content`` piece and ``done: false``; the last line has ``done: true``,
 ``done_reason`` and the token counts. Tool calls arrive whole, with arguments
@@ -11,7 +12,6 @@ a bearer token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +19,12 @@ from provider_adapters.base import Capability, Deployment, Secret, Timeouts
 from provider_adapters.conformance.fake_server import RecordedRequest
 from provider_adapters.conformance.wire import ErrorCase, ToolCallSpec, UsageSpec, WireReply
 from provider_adapters.conformance.wire_hooks import Operation
+from provider_adapters.conformance.wires.framing import (
+    HTML_HEADERS,
+    compact,
+    pieces_of,
+    proxy_502_page,
+)
 
 Json = dict[str, Any]
 
@@ -40,34 +46,29 @@ _ERRORS: Mapping[ErrorCase, str] = {
     ErrorCase.UNPROCESSABLE: "messages: invalid role",
     ErrorCase.RATE_LIMITED: "too many requests",
     ErrorCase.INTERNAL: "llama runner process has terminated: exit status 2",
-    ErrorCase.BAD_GATEWAY: "bad gateway",
     ErrorCase.UNAVAILABLE: "server busy, please try again. maximum pending requests exceeded",
     ErrorCase.OVERLOADED: "server overloaded",
 }
 
 
-def dumps(value: object) -> bytes:
-    """Compact JSON, non-ASCII text unescaped, UTF-8 encoded."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def ndjson(objects: Sequence[object]) -> bytes:
     """One JSON object per line."""
-    return b"".join(dumps(item) + b"\n" for item in objects)
-
-
-def pieces_of(text: str, size: int) -> list[str]:
-    """``text`` in pieces of ``size`` characters, as a model emits tokens."""
-    return [text[start : start + size] for start in range(0, len(text), size)]
+    return b"".join(compact(item) + b"\n" for item in objects)
 
 
 def chat(message: Json, *, done: bool, usage: UsageSpec | None = None) -> Json:
-    """One ``/api/chat`` object; the final one has the reason and counts."""
-    body: Json = {"model": MODEL, "created_at": CREATED_AT, "message": message, "done": done}
+    """One ``/api/chat`` object; the final one has the reason and counts.
+
+    Keys come in the order Ollama's server writes them: ``done_reason`` before
+    ``done``, the timings and counts after it.
+    """
+    body: Json = {"model": MODEL, "created_at": CREATED_AT, "message": message}
+    if done and usage is not None:
+        body["done_reason"] = "stop"
+    body["done"] = done
     if done and usage is not None:
         body.update(
             {
-                "done_reason": "stop",
                 "total_duration": 4883583458,
                 "load_duration": 1334875,
                 "prompt_eval_count": usage.input_tokens,
@@ -134,7 +135,7 @@ class OllamaWire:
             lines = [chat(assistant(piece), done=False) for piece in pieces_of(text, 3)]
             lines.append(chat(assistant(""), done=True, usage=usage))
             return WireReply(200, ndjson(lines), NDJSON_HEADERS, streaming=True)
-        return WireReply(200, dumps(chat(assistant(text), done=True, usage=usage)), JSON_HEADERS)
+        return WireReply(200, compact(chat(assistant(text), done=True, usage=usage)), JSON_HEADERS)
 
     def tool_call(self, call: ToolCallSpec, usage: UsageSpec, *, stream: bool) -> WireReply:
         """A chat whose message calls ``call`` (Ollama still says ``stop``)."""
@@ -151,7 +152,7 @@ class OllamaWire:
             ]
             return WireReply(200, ndjson(lines), NDJSON_HEADERS, streaming=True)
         body = chat(assistant("", tool_calls=calls), done=True, usage=usage)
-        return WireReply(200, dumps(body), JSON_HEADERS)
+        return WireReply(200, compact(body), JSON_HEADERS)
 
     def truncated_stream(self, text: str) -> WireReply:
         """Content lines, then the body ends without a ``done: true`` line."""
@@ -164,12 +165,23 @@ class OllamaWire:
         body += b'{"model":"llama3.2","created_at":"2026-01-15T10:24:31Z","mess\n'
         return WireReply(200, body, NDJSON_HEADERS, streaming=True)
 
+    def failure_mid_stream(self, text: str) -> WireReply:
+        """Content lines, then an ``{"error": ...}`` line: the model runner died."""
+        lines: list[Json] = [chat(assistant(piece), done=False) for piece in pieces_of(text, 3)]
+        lines.append({"error": "an error was encountered while running the model: unexpected EOF"})
+        return WireReply(200, ndjson(lines), NDJSON_HEADERS, streaming=True)
+
     def error(self, case: ErrorCase, retry_after_seconds: int | None) -> WireReply:
-        """``{"error": ...}`` with the status (and ``retry-after`` when given)."""
+        """``{"error": ...}`` with the status (and ``retry-after`` when given).
+
+        A 502 comes from the proxy in front of the server: nginx's HTML page.
+        """
+        if case is ErrorCase.BAD_GATEWAY:
+            return WireReply(502, proxy_502_page("nginx"), {**HTML_HEADERS, "server": "nginx"})
         headers = dict(JSON_HEADERS)
         if retry_after_seconds is not None:
             headers["retry-after"] = str(retry_after_seconds)
-        return WireReply(case.http_status, dumps({"error": _ERRORS[case]}), headers)
+        return WireReply(case.http_status, compact({"error": _ERRORS[case]}), headers)
 
     def embeddings(self, vectors: Sequence[Sequence[float]], usage: UsageSpec) -> WireReply:
         """An ``/api/embed`` answer: one vector per input and the prompt token count."""
@@ -180,4 +192,4 @@ class OllamaWire:
             "load_duration": 1019500,
             "prompt_eval_count": usage.input_tokens,
         }
-        return WireReply(200, dumps(body), JSON_HEADERS)
+        return WireReply(200, compact(body), JSON_HEADERS)

@@ -1,19 +1,25 @@
 """OpenAI's wire format for the conformance kit: Chat Completions, Embeddings, errors.
 
-Bodies are compact JSON with UTF-8 text left unescaped, as OpenAI sends them.
-A stream is Server-Sent Events: a first chunk with the role, content or
-tool-call deltas, a chunk with ``finish_reason``, the usage chunk (empty
-``choices``, asked for with ``stream_options.include_usage``) and
-``data: [DONE]``. Errors carry ``x-request-id``; 429 carries ``retry-after``.
+Printed as OpenAI prints it (UTF-8 text unescaped): a whole answer is JSON
+indented by two spaces, an error body by four, both ending in a newline; a
+stream is Server-Sent Events of compact ``data:`` lines: the first chunk
+carries the role (and, for a tool call, the call's id, name and empty
+arguments), then content or argument deltas, a chunk with ``finish_reason``,
+the usage chunk (empty ``choices``, asked for with
+``stream_options.include_usage``) and ``data: [DONE]``. Errors carry
+``x-request-id``; 429 carries ``retry-after``.
 
-:class:`AzureOpenAIWire` is the same wire for the ``azure`` flavour: it points
-the deployment at the resource endpoint and checks the deployment path, the
-``api-version`` query and the ``api-key`` header.
+:class:`AzureOpenAIWire` is the wire of the ``azure`` flavour: it points the
+deployment at the resource endpoint, checks the deployment path, the
+``api-version`` query and the ``api-key`` header, and answers as Azure does:
+compact JSON with sorted keys, a stream that opens with a ``prompt_filter_results``
+chunk (empty ``choices``, empty ``model``), ``content_filter_results`` on every
+choice, Azure's own bodies for 401, 404 and 429 (``code`` a string, no
+``type``), and ``retry-after-ms`` beside ``retry-after``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -26,6 +32,13 @@ from provider_adapters.conformance.wire import (
     WireReply,
 )
 from provider_adapters.conformance.wire_hooks import Operation
+from provider_adapters.conformance.wires.framing import (
+    HTML_HEADERS,
+    compact,
+    pieces_of,
+    pretty,
+    proxy_502_page,
+)
 
 Json = dict[str, Any]
 
@@ -108,7 +121,6 @@ _ERRORS: Mapping[ErrorCase, tuple[str, str, str | None, str | None]] = {
         None,
         None,
     ),
-    ErrorCase.BAD_GATEWAY: ("Bad gateway.", "server_error", None, None),
     ErrorCase.UNAVAILABLE: (
         "The engine is currently overloaded, please try again later.",
         "server_error",
@@ -119,14 +131,13 @@ _ERRORS: Mapping[ErrorCase, tuple[str, str, str | None, str | None]] = {
 }
 
 
-def dumps(value: object) -> bytes:
-    """Compact JSON, non-ASCII text unescaped, UTF-8 encoded."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+ROLE_DELTA: Json = {"role": "assistant", "content": "", "refusal": None}
+"""The delta of the first chunk of a text answer."""
 
 
-def sse(chunks: Sequence[object], *, done: bool = True) -> bytes:
+def sse(chunks: Sequence[object], *, done: bool = True, sort_keys: bool = False) -> bytes:
     """``data: {...}`` events for ``chunks``, ended by ``data: [DONE]`` when ``done``."""
-    events = [b"data: " + dumps(chunk) + b"\n\n" for chunk in chunks]
+    events = [b"data: " + compact(chunk, sort_keys=sort_keys) + b"\n\n" for chunk in chunks]
     if done:
         events.append(b"data: [DONE]\n\n")
     return b"".join(events)
@@ -146,11 +157,6 @@ def usage_json(usage: UsageSpec) -> Json:
             "rejected_prediction_tokens": 0,
         },
     }
-
-
-def pieces_of(text: str, size: int) -> list[str]:
-    """``text`` in pieces of ``size`` characters, as a model emits tokens."""
-    return [text[start : start + size] for start in range(0, len(text), size)]
 
 
 class OpenAIWire:
@@ -202,26 +208,33 @@ class OpenAIWire:
         """A completion answering ``text`` with ``finish_reason: stop``."""
         if stream:
             deltas = [{"content": piece} for piece in pieces_of(text, 3)]
-            return self._stream(deltas, "stop", usage)
+            return self._stream(ROLE_DELTA, deltas, "stop", usage)
         message: Json = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
-        return WireReply(200, dumps(self._completion(message, "stop", usage)), JSON_HEADERS)
+        return self._answer(self._completion(message, "stop", usage))
 
     def tool_call(self, call: ToolCallSpec, usage: UsageSpec, *, stream: bool) -> WireReply:
         """A completion calling ``call`` with ``finish_reason: tool_calls``."""
-        arguments = json.dumps(dict(call.arguments), ensure_ascii=False)
+        arguments = compact(dict(call.arguments)).decode()
         if stream:
-            first = {
-                "index": 0,
-                "id": call.call_id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": ""},
+            # The role chunk names the call; the arguments follow in small deltas.
+            first: Json = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    }
+                ],
+                "refusal": None,
             }
-            deltas: list[Json] = [{"content": None, "tool_calls": [first]}]
-            deltas += [
+            deltas: list[Json] = [
                 {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
                 for piece in pieces_of(arguments, 4)
             ]
-            return self._stream(deltas, "tool_calls", usage)
+            return self._stream(first, deltas, "tool_calls", usage)
         message: Json = {
             "role": "assistant",
             "content": None,
@@ -235,22 +248,45 @@ class OpenAIWire:
             "refusal": None,
             "annotations": [],
         }
-        return WireReply(200, dumps(self._completion(message, "tool_calls", usage)), JSON_HEADERS)
+        return self._answer(self._completion(message, "tool_calls", usage))
 
     def truncated_stream(self, text: str) -> WireReply:
         """The role chunk and content chunks, then the body ends: no finish, no ``[DONE]``."""
-        chunks = [self._chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+        chunks = [*self._prelude(), self._chunk(ROLE_DELTA, None)]
         chunks += [self._chunk({"content": piece}, None) for piece in pieces_of(text, 3)]
-        return WireReply(200, sse(chunks, done=False), SSE_HEADERS, streaming=True)
+        return WireReply(200, self._sse(chunks, done=False), SSE_HEADERS, streaming=True)
 
     def malformed_stream(self) -> WireReply:
         """Proper SSE framing around a payload cut off mid-object."""
-        first = self._chunk({"role": "assistant", "content": "", "refusal": None}, None)
-        body = b"data: " + dumps(first) + b'\n\ndata: {"id":"chatcmpl-x","choices":[{"del\n\n'
+        body = self._sse([*self._prelude(), self._chunk(ROLE_DELTA, None)], done=False)
+        body += b'data: {"id":"chatcmpl-x","choices":[{"del\n\n'
         return WireReply(200, body + b"data: [DONE]\n\n", SSE_HEADERS, streaming=True)
 
+    def failure_mid_stream(self, text: str) -> WireReply:
+        """Content chunks, then a ``data:`` line holding OpenAI's error object, no ``[DONE]``."""
+        chunks = [*self._prelude(), self._chunk(ROLE_DELTA, None)]
+        chunks += [self._chunk({"content": piece}, None) for piece in pieces_of(text, 3)]
+        failure = {
+            "error": {
+                "message": "The server had an error while processing your request. Sorry about"
+                " that!",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        body = self._sse([*chunks, failure], done=False)
+        return WireReply(200, body, SSE_HEADERS, streaming=True)
+
     def error(self, case: ErrorCase, retry_after_seconds: int | None) -> WireReply:
-        """OpenAI's error object with ``x-request-id`` (and ``retry-after`` when given)."""
+        """OpenAI's error object with ``x-request-id`` (and ``retry-after`` when given).
+
+        A 502 comes from the Cloudflare edge in front of the API: an HTML page.
+        """
+        if case is ErrorCase.BAD_GATEWAY:
+            return WireReply(
+                502, proxy_502_page("cloudflare"), {**HTML_HEADERS, "server": "cloudflare"}
+            )
         message, kind, param, code = _ERRORS[case]
         headers = dict(JSON_HEADERS)
         if retry_after_seconds is not None:
@@ -259,7 +295,7 @@ class OpenAIWire:
             headers["x-ratelimit-remaining-requests"] = "0"
             headers["x-ratelimit-reset-requests"] = f"{retry_after_seconds}s"
         body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-        return WireReply(case.http_status, dumps(body), headers)
+        return WireReply(case.http_status, pretty(body, 4), headers)
 
     def embeddings(self, vectors: Sequence[Sequence[float]], usage: UsageSpec) -> WireReply:
         """An ``object: list`` of embeddings with prompt-token usage."""
@@ -272,7 +308,18 @@ class OpenAIWire:
             "model": "text-embedding-3-small",
             "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
         }
-        return WireReply(200, dumps(body), JSON_HEADERS)
+        return self._answer(body)
+
+    def _answer(self, body: Json) -> WireReply:
+        """A whole 200 answer, printed as the server prints it."""
+        return WireReply(200, pretty(body, 2), JSON_HEADERS)
+
+    def _sse(self, chunks: Sequence[Json], *, done: bool = True) -> bytes:
+        return sse(chunks, done=done)
+
+    def _prelude(self) -> list[Json]:
+        """Chunks the server sends before the first choice (none for OpenAI)."""
+        return []
 
     def _completion(self, message: Json, finish: str, usage: UsageSpec) -> Json:
         return {
@@ -307,17 +354,61 @@ class OpenAIWire:
             "usage": None if usage is None else usage_json(usage),
         }
 
-    def _stream(self, deltas: Sequence[Json], finish: str, usage: UsageSpec) -> WireReply:
-        first = {"role": "assistant", "content": "", "refusal": None}
-        chunks = [self._chunk(first, None)]
+    def _stream(
+        self, first: Json, deltas: Sequence[Json], finish: str, usage: UsageSpec
+    ) -> WireReply:
+        chunks = [*self._prelude(), self._chunk(first, None)]
         chunks += [self._chunk(delta, None) for delta in deltas]
         chunks.append(self._chunk({}, finish))
         chunks.append(self._chunk(None, None, usage))
-        return WireReply(200, sse(chunks), SSE_HEADERS, streaming=True)
+        return WireReply(200, self._sse(chunks), SSE_HEADERS, streaming=True)
+
+
+_SAFE: Json = {"filtered": False, "severity": "safe"}
+AZURE_FILTER_RESULTS: Json = {
+    "hate": _SAFE,
+    "self_harm": _SAFE,
+    "sexual": _SAFE,
+    "violence": _SAFE,
+}
+"""``content_filter_results`` of a choice nothing was filtered from."""
+
+AZURE_PROMPT_FILTER_RESULTS: Json = {
+    **AZURE_FILTER_RESULTS,
+    "jailbreak": {"filtered": False, "detected": False},
+}
+
+_AZURE_ERRORS: Mapping[ErrorCase, tuple[str, str]] = {
+    ErrorCase.UNAUTHORIZED: (
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to"
+        " provide a valid key for an active subscription and use a correct regional API"
+        " endpoint for your resource.",
+    ),
+    ErrorCase.NOT_FOUND: (
+        "DeploymentNotFound",
+        "The API deployment for this resource does not exist. If you created the deployment"
+        " within the last 5 minutes, please wait a moment and try again.",
+    ),
+    ErrorCase.RATE_LIMITED: (
+        "429",
+        "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version"
+        " 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier."
+        " Please retry after {seconds} seconds. Please go here:"
+        " https://aka.ms/oai/quotaincrease if you would like to further increase the default"
+        " rate limit.",
+    ),
+}
+"""Errors Azure answers itself, before the model: ``{"error": {"code", "message"}}``."""
+
+AZURE_HEADERS: Mapping[str, str] = {
+    "apim-request-id": "5f0c7a3e-8f5d-4b7e-9a51-2c7d1e0b9f44",
+    "x-ms-region": "Sweden Central",
+}
 
 
 class AzureOpenAIWire(OpenAIWire):
-    """OpenAI's wire reached as Azure OpenAI: deployment path, ``api-version``, ``api-key``."""
+    """OpenAI's wire reached as Azure OpenAI (see the module docstring)."""
 
     azure_deployment: ClassVar[str] = "chat-prod-eu"
     api_version: ClassVar[str] = "2024-10-21"
@@ -350,3 +441,66 @@ class AzureOpenAIWire(OpenAIWire):
         super().check_request(request, operation)
         assert request.query_value("api-version") == self.api_version
         assert "authorization" not in request.headers
+
+    def error(self, case: ErrorCase, retry_after_seconds: int | None) -> WireReply:
+        """Azure's own body for 401, 404 and 429; the model's (OpenAI's) body otherwise."""
+        if case is ErrorCase.BAD_GATEWAY:
+            # Azure is not behind Cloudflare; its 502 body is unverified, so OpenAI's shape.
+            failure = {
+                "message": "Bad gateway.",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            return WireReply(502, pretty({"error": failure}, 4), {**JSON_HEADERS, **AZURE_HEADERS})
+        if case not in _AZURE_ERRORS:
+            reply = super().error(case, retry_after_seconds)
+            return WireReply(reply.status, reply.body, {**reply.headers, **AZURE_HEADERS})
+        code, message = _AZURE_ERRORS[case]
+        headers = {**JSON_HEADERS, **AZURE_HEADERS}
+        message = message.format(seconds=retry_after_seconds or 60)
+        if retry_after_seconds is not None:
+            headers["retry-after"] = str(retry_after_seconds)
+            headers["retry-after-ms"] = str(retry_after_seconds * 1000)
+        body = {"error": {"code": code, "message": message}}
+        return WireReply(case.http_status, compact(body), headers)
+
+    def _answer(self, body: Json) -> WireReply:
+        choices = [
+            {**choice, "content_filter_results": AZURE_FILTER_RESULTS}
+            for choice in body.get("choices", [])
+        ]
+        if "choices" in body:
+            body = {**body, "choices": choices, "prompt_filter_results": self._prompt_filter()}
+        headers = {**JSON_HEADERS, **AZURE_HEADERS}
+        return WireReply(200, compact(body, sort_keys=True), headers)
+
+    def _sse(self, chunks: Sequence[Json], *, done: bool = True) -> bytes:
+        filtered = [
+            {
+                **chunk,
+                "choices": [
+                    {**choice, "content_filter_results": {}} for choice in chunk["choices"]
+                ],
+            }
+            if chunk.get("choices")
+            else chunk
+            for chunk in chunks
+        ]
+        return sse(filtered, done=done, sort_keys=True)
+
+    def _prelude(self) -> list[Json]:
+        """Azure's first chunk: the prompt's filter results, no choices, no model yet."""
+        return [
+            {
+                "choices": [],
+                "created": 0,
+                "id": "",
+                "model": "",
+                "object": "",
+                "prompt_filter_results": self._prompt_filter(),
+            }
+        ]
+
+    def _prompt_filter(self) -> list[Json]:
+        return [{"prompt_index": 0, "content_filter_results": AZURE_PROMPT_FILTER_RESULTS}]

@@ -13,9 +13,11 @@ import pytest
 from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2
 from provider_adapters.base import Capability, Deployment, Secret
+from provider_adapters.conformance.wires.gemini import GeminiWire
 from provider_adapters.errors import (
     ContextWindowExceeded,
     MalformedResponse,
+    ProviderAuthFailed,
     ProviderBadRequest,
     ProviderRateLimited,
     ProviderServerError,
@@ -384,6 +386,34 @@ async def test_error_bodies_are_mapped() -> None:
         await adapter(too_long).complete(simple_request())
     with pytest.raises(ProviderRateLimited, match="RESOURCE_EXHAUSTED: quota"):
         await adapter(limited).complete(simple_request())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "streamed"])
+async def test_an_invalid_api_key_is_refused_credentials_not_a_bad_request(stream: bool) -> None:
+    # Gemini answers a bad x-goog-api-key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+    reply = GeminiWire().invalid_api_key()
+
+    def refused(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(reply.status, content=reply.body, headers=dict(reply.headers))
+
+    subject = adapter(refused)
+    with pytest.raises(ProviderAuthFailed, match="API key not valid") as raised:
+        if stream:
+            _ = [event async for event in subject.stream(simple_request())]
+        else:
+            await subject.complete(simple_request())
+    assert raised.value.http_status == 400
+    assert raised.value.fallback
+
+
+async def test_an_invalid_key_error_object_inside_a_stream_is_refused_credentials() -> None:
+    error = json.loads(GeminiWire().invalid_api_key().body)
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"data: " + json.dumps(error).encode() + b"\r\n\r\n")
+
+    with pytest.raises(ProviderAuthFailed):
+        _ = [event async for event in adapter(handler).stream(simple_request())]
 
 
 async def test_embeddings_use_batch_embed_contents() -> None:

@@ -121,7 +121,12 @@ def test_retry_after_http_date_in_the_past_is_zero() -> None:
 
 def _parse_error(status: int, raw: bytes) -> UpstreamError:
     text = raw.decode()
-    return UpstreamError(f"upstream said {text}", context_window="too long" in text)
+    return UpstreamError(
+        f"upstream said {text}", context_window="too long" in text, auth_failed="bad key" in text
+    )
+
+
+SECRET = "sk-probe-0123456789"
 
 
 def _client(server: FakeServer, *, total: float = 5.0, between: float = 2.0) -> ProviderHttp:
@@ -132,7 +137,8 @@ def _client(server: FakeServer, *, total: float = 5.0, between: float = 2.0) -> 
         first_byte_timeout=1.0,
         between_chunks_timeout=between,
         total_timeout=total,
-        default_headers={"authorization": "Bearer k"},
+        default_headers={"authorization": f"Bearer {SECRET}"},
+        secrets=(SECRET,),
     )
     return ProviderHttp(settings, _parse_error)
 
@@ -149,7 +155,7 @@ async def test_post_json_sends_json_and_returns_the_object() -> None:
     sent = server.requests[0]
     assert (sent.method, sent.path) == ("POST", "/v1/chat")
     assert sent.json() == {"q": "é"}
-    assert sent.headers["authorization"] == "Bearer k"
+    assert sent.headers["authorization"] == f"Bearer {SECRET}"
     assert sent.headers["x-extra"] == "1"
 
 
@@ -170,6 +176,9 @@ async def test_stream_lines_reassembles_split_utf8() -> None:
     [
         (400, b"bad", errors.ProviderBadRequest),
         (400, b"too long", errors.ContextWindowExceeded),
+        (400, b"bad key", errors.ProviderAuthFailed),
+        (403, b"bad key", errors.ProviderAuthFailed),
+        (500, b"bad key", errors.ProviderServerError),
         (429, b"slow", errors.ProviderRateLimited),
         (529, b"busy", errors.ProviderOverloaded),
     ],
@@ -189,6 +198,33 @@ async def test_status_errors_are_mapped(
     assert raised.value.http_status == status
     assert raised.value.retry_after_seconds == 3.0
     assert raised.value.message == f"upstream said {body.decode()}"
+
+
+async def test_an_error_body_echoing_the_key_does_not_reveal_it() -> None:
+    async with FakeServer() as server:
+        server.enqueue(ScriptedResponse(status=401, body=f"Invalid API key: {SECRET}".encode()))
+        http = _client(server)
+        try:
+            with pytest.raises(errors.ProviderAuthFailed) as raised:
+                await http.post_json("/x", {})
+        finally:
+            await http.aclose()
+    assert SECRET not in str(raised.value)
+    assert raised.value.message == "upstream said Invalid API key: ***"
+
+
+def test_settings_repr_hides_headers_and_secrets() -> None:
+    settings = HttpSettings(
+        base_url="https://x.test",
+        provider="probe",
+        connect_timeout=1.0,
+        first_byte_timeout=1.0,
+        between_chunks_timeout=1.0,
+        total_timeout=1.0,
+        default_headers={"x-api-key": SECRET},
+        secrets=(SECRET,),
+    )
+    assert SECRET not in repr(settings)
 
 
 async def test_total_timeout_of_a_unary_call_is_a_provider_timeout() -> None:
