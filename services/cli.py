@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from services.kernel.config import ConfigError, Settings, load_settings
+from services.kernel.config import ConfigError, load_settings
 from services.kernel.health_client import check_health
 from services.kernel.logs import configure_logging
 from services.kernel.plugins import PluginError
@@ -50,7 +50,9 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["server"]["port"] = args.port
     if args.metrics_port is not None:
         overrides.setdefault("metrics", {})["port"] = args.metrics_port
-    settings = load_settings(Settings, path=args.config, env=os.environ, overrides=overrides)
+    settings = load_settings(
+        plugin.settings_model, path=args.config, env=os.environ, overrides=overrides
+    )
     configure_logging(plugin.name, settings.logging.level)
     asyncio.run(serve(plugin.build(settings), settings))
     return 0

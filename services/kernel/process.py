@@ -21,12 +21,18 @@ SERVICE_API_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class ServicePlugin:
-    """One kind of llmgw process: its name, default port, and app factory."""
+    """One kind of llmgw process: its name, default port, and app factory.
+
+    ``settings_model`` is the settings class its config is loaded into (a subclass
+    of :class:`Settings` with the process's own sections); ``build`` receives an
+    instance of it.
+    """
 
     name: str
     default_port: int
     build: Callable[[Settings], ServiceApp]
     plugin_api_version: int = SERVICE_API_VERSION
+    settings_model: type[Settings] = Settings
 
 
 SERVICES = PluginSpec(PluginGroup.SERVICES.value, ServicePlugin, SERVICE_API_VERSION)

@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf.descriptor import FileDescriptor
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -71,6 +72,11 @@ class ServiceApp:
     services: tuple[ServiceRegistration, ...] = ()
     lifespans: tuple[Lifespan, ...] = ()
     interceptors: tuple[aio.ServerInterceptor, ...] = ()
+    server_credentials: grpc.ServerCredentials | None = None
+    """TLS of the listener; None serves plaintext."""
+    registry: CollectorRegistry | None = None
+    """Where the app registered its own metrics; :func:`serve` exposes it (with the
+    server's metrics added) instead of a fresh registry."""
 
 
 class KernelServer:
@@ -100,7 +106,12 @@ class KernelServer:
                 await self._resources.enter_async_context(lifespan())
             self._register()
             address = f"{self.settings.host}:{self.settings.port}"
-            self.port = self._server.add_insecure_port(address)
+            credentials = self.app.server_credentials
+            self.port = (
+                self._server.add_secure_port(address, credentials)
+                if credentials is not None
+                else self._server.add_insecure_port(address)
+            )
             await self._server.start()
         except BaseException:
             await self._resources.aclose()
@@ -169,7 +180,7 @@ async def serve(
     on_serving: Callable[[KernelServer, MetricsEndpoint | None], None] | None = None,
 ) -> None:
     """Serve ``app`` until one of ``stop_signals`` arrives, then drain and return."""
-    registry = CollectorRegistry()
+    registry = app.registry if app.registry is not None else CollectorRegistry()
     server = KernelServer(app, settings.server, registry)
     metrics = (
         serve_metrics(registry, settings.metrics.host, settings.metrics.port)

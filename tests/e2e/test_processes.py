@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc import aio
 
+from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.kernel.health_client import UNREACHABLE, check_health, wait_until_serving
 from services.kernel.process import service_registry
@@ -44,14 +46,32 @@ def _is_free(port: int) -> bool:
     return True
 
 
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
 def _llmgw(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.cli", *args]
 
 
 async def test_serve_reports_serving_and_drains_on_sigterm(tmp_path: Path) -> None:
     port = _free_port_block(1)
+    metrics_port = port + 1000
+    config = tmp_path / "inference.yaml"
+    config.write_text("routing:\n  max_retries: 1\ncache:\n  ttl_seconds: 60\n")
     process = subprocess.Popen(
-        _llmgw("serve", "inference", "--port", str(port), "--metrics-port", "0"),
+        _llmgw(
+            "serve",
+            "inference",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+            "--config",
+            str(config),
+        ),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -63,9 +83,30 @@ async def test_serve_reports_serving_and_drains_on_sigterm(tmp_path: Path) -> No
         assert await check_health(address, "llmgw.inference.v1.InferenceService") == "SERVING"
         async with aio.insecure_channel(address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            request = inference_pb2.CompletionRequest(
+                model="chat",
+                messages=[
+                    inference_pb2.Message(
+                        role=common_pb2.ROLE_USER,
+                        content=[inference_pb2.ContentPart(text="hello")],
+                    )
+                ],
+            )
+            response = await stub.Complete(
+                inference_pb2.CompleteRequest(completion=request), timeout=5
+            )
+            assert response.result.served_by.provider == "simulated"
             with pytest.raises(aio.AioRpcError) as caught:
                 await stub.Complete(inference_pb2.CompleteRequest(), timeout=5)
-            assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            unknown = inference_pb2.CompleteRequest(completion=request)
+            unknown.completion.model = "no-such-model"
+            with pytest.raises(aio.AioRpcError) as caught:
+                await stub.Complete(unknown, timeout=5)
+            assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+        metrics = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{metrics_port}/metrics")
+        assert "llmgw_inference_requests_total{" in metrics
+        assert 'llmgw_grpc_server_handled_total{grpc_code="OK"' in metrics
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 20)
         output = process.stdout.read().decode() if process.stdout else ""

@@ -27,23 +27,23 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmgw/common/v1/common.proto\x12\x0fllmgw.common.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xd4\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x06 \x01(\x03\x12,\n\x06source\x18\x07 \x01(\x0e\x32\x1c.llmgw.common.v1.UsageSource\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\"\x9d\x01\n\x04\x43ost\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x13\n\x0binput_nanos\x18\x02 \x01(\x03\x12\x14\n\x0coutput_nanos\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63hed_input_nanos\x18\x04 \x01(\x03\x12\"\n\x1a\x63\x61\x63he_creation_input_nanos\x18\x05 \x01(\x03\x12\x13\n\x0btotal_nanos\x18\x06 \x01(\x03\"\xbb\x01\n\x07Pricing\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x1f\n\x17input_per_million_nanos\x18\x02 \x01(\x03\x12 \n\x18output_per_million_nanos\x18\x03 \x01(\x03\x12&\n\x1e\x63\x61\x63hed_input_per_million_nanos\x18\x04 \x01(\x03\x12.\n&cache_creation_input_per_million_nanos\x18\x05 \x01(\x03\"\x8e\x01\n\x0bServingInfo\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x19\n\x11provider_model_id\x18\x05 \x01(\t\x12\x15\n\rattempt_count\x18\x06 \x01(\x05\"i\n\tTimeRange\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x05\x41\x63tor\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.llmgw.common.v1.ActorType\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\"\x99\x02\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x61\x63tor\x18\x03 \x01(\x0b\x32\x16.llmgw.common.v1.Actor\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\"\n\x06status\x18\x06 \x01(\x0b\x32\x12.google.rpc.Status\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x08 \x01(\t\x12\x12\n\nuser_agent\x18\t \x01(\t\x12(\n\x07\x64\x65tails\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*\xd5\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x05\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x06*\xac\x02\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41PABILITY_CHAT\x10\x01\x12\x18\n\x14\x43\x41PABILITY_STREAMING\x10\x02\x12\x14\n\x10\x43\x41PABILITY_TOOLS\x10\x03\x12\x15\n\x11\x43\x41PABILITY_VISION\x10\x04\x12\x1a\n\x16\x43\x41PABILITY_JSON_OBJECT\x10\x05\x12\x1a\n\x16\x43\x41PABILITY_JSON_SCHEMA\x10\x06\x12\x19\n\x15\x43\x41PABILITY_EMBEDDINGS\x10\x07\x12\x18\n\x14\x43\x41PABILITY_REASONING\x10\x08\x12\x1d\n\x19\x43\x41PABILITY_PROMPT_CACHING\x10\t\x12\x1a\n\x16\x43\x41PABILITY_FINE_TUNING\x10\n*b\n\x0bUsageSource\x12\x1c\n\x18USAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_SOURCE_PROVIDER\x10\x01\x12\x1a\n\x16USAGE_SOURCE_ESTIMATED\x10\x02*\x83\x01\n\tActorType\x12\x1a\n\x16\x41\x43TOR_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43TOR_TYPE_API_KEY\x10\x01\x12\x13\n\x0f\x41\x43TOR_TYPE_USER\x10\x02\x12\x16\n\x12\x41\x43TOR_TYPE_SERVICE\x10\x03\x12\x15\n\x11\x41\x43TOR_TYPE_SYSTEM\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmgw/common/v1/common.proto\x12\x0fllmgw.common.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xd4\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x06 \x01(\x03\x12,\n\x06source\x18\x07 \x01(\x0e\x32\x1c.llmgw.common.v1.UsageSource\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\"\x9d\x01\n\x04\x43ost\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x13\n\x0binput_nanos\x18\x02 \x01(\x03\x12\x14\n\x0coutput_nanos\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63hed_input_nanos\x18\x04 \x01(\x03\x12\"\n\x1a\x63\x61\x63he_creation_input_nanos\x18\x05 \x01(\x03\x12\x13\n\x0btotal_nanos\x18\x06 \x01(\x03\"\xbb\x01\n\x07Pricing\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x1f\n\x17input_per_million_nanos\x18\x02 \x01(\x03\x12 \n\x18output_per_million_nanos\x18\x03 \x01(\x03\x12&\n\x1e\x63\x61\x63hed_input_per_million_nanos\x18\x04 \x01(\x03\x12.\n&cache_creation_input_per_million_nanos\x18\x05 \x01(\x03\"\xa5\x01\n\x0bServingInfo\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x19\n\x11provider_model_id\x18\x05 \x01(\t\x12\x15\n\rattempt_count\x18\x06 \x01(\x05\x12\x15\n\rfallback_from\x18\x07 \x01(\t\"i\n\tTimeRange\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x05\x41\x63tor\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.llmgw.common.v1.ActorType\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\"\x99\x02\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x61\x63tor\x18\x03 \x01(\x0b\x32\x16.llmgw.common.v1.Actor\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\"\n\x06status\x18\x06 \x01(\x0b\x32\x12.google.rpc.Status\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x08 \x01(\t\x12\x12\n\nuser_agent\x18\t \x01(\t\x12(\n\x07\x64\x65tails\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*\xd5\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x05\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x06*\xac\x02\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41PABILITY_CHAT\x10\x01\x12\x18\n\x14\x43\x41PABILITY_STREAMING\x10\x02\x12\x14\n\x10\x43\x41PABILITY_TOOLS\x10\x03\x12\x15\n\x11\x43\x41PABILITY_VISION\x10\x04\x12\x1a\n\x16\x43\x41PABILITY_JSON_OBJECT\x10\x05\x12\x1a\n\x16\x43\x41PABILITY_JSON_SCHEMA\x10\x06\x12\x19\n\x15\x43\x41PABILITY_EMBEDDINGS\x10\x07\x12\x18\n\x14\x43\x41PABILITY_REASONING\x10\x08\x12\x1d\n\x19\x43\x41PABILITY_PROMPT_CACHING\x10\t\x12\x1a\n\x16\x43\x41PABILITY_FINE_TUNING\x10\n*b\n\x0bUsageSource\x12\x1c\n\x18USAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_SOURCE_PROVIDER\x10\x01\x12\x1a\n\x16USAGE_SOURCE_ESTIMATED\x10\x02*\x83\x01\n\tActorType\x12\x1a\n\x16\x41\x43TOR_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43TOR_TYPE_API_KEY\x10\x01\x12\x13\n\x0f\x41\x43TOR_TYPE_USER\x10\x02\x12\x16\n\x12\x41\x43TOR_TYPE_SERVICE\x10\x03\x12\x15\n\x11\x41\x43TOR_TYPE_SYSTEM\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmgw.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1397
-  _globals['_ROLE']._serialized_end=1512
-  _globals['_FINISHREASON']._serialized_start=1515
-  _globals['_FINISHREASON']._serialized_end=1728
-  _globals['_CAPABILITY']._serialized_start=1731
-  _globals['_CAPABILITY']._serialized_end=2031
-  _globals['_USAGESOURCE']._serialized_start=2033
-  _globals['_USAGESOURCE']._serialized_end=2131
-  _globals['_ACTORTYPE']._serialized_start=2134
-  _globals['_ACTORTYPE']._serialized_end=2265
+  _globals['_ROLE']._serialized_start=1420
+  _globals['_ROLE']._serialized_end=1535
+  _globals['_FINISHREASON']._serialized_start=1538
+  _globals['_FINISHREASON']._serialized_end=1751
+  _globals['_CAPABILITY']._serialized_start=1754
+  _globals['_CAPABILITY']._serialized_end=2054
+  _globals['_USAGESOURCE']._serialized_start=2056
+  _globals['_USAGESOURCE']._serialized_end=2154
+  _globals['_ACTORTYPE']._serialized_start=2157
+  _globals['_ACTORTYPE']._serialized_end=2288
   _globals['_USAGE']._serialized_start=138
   _globals['_USAGE']._serialized_end=350
   _globals['_MONEY']._serialized_start=352
@@ -53,11 +53,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRICING']._serialized_start=567
   _globals['_PRICING']._serialized_end=754
   _globals['_SERVINGINFO']._serialized_start=757
-  _globals['_SERVINGINFO']._serialized_end=899
-  _globals['_TIMERANGE']._serialized_start=901
-  _globals['_TIMERANGE']._serialized_end=1006
-  _globals['_ACTOR']._serialized_start=1008
-  _globals['_ACTOR']._serialized_end=1111
-  _globals['_AUDITENTRY']._serialized_start=1114
-  _globals['_AUDITENTRY']._serialized_end=1395
+  _globals['_SERVINGINFO']._serialized_end=922
+  _globals['_TIMERANGE']._serialized_start=924
+  _globals['_TIMERANGE']._serialized_end=1029
+  _globals['_ACTOR']._serialized_start=1031
+  _globals['_ACTOR']._serialized_end=1134
+  _globals['_AUDITENTRY']._serialized_start=1137
+  _globals['_AUDITENTRY']._serialized_end=1418
 # @@protoc_insertion_point(module_scope)

@@ -392,6 +392,7 @@ class ServingInfo(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     PROVIDER_MODEL_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    FALLBACK_FROM_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider adapter name, e.g. "openai", "anthropic", "simulated"."""
     deployment_id: _builtins.str
@@ -404,6 +405,10 @@ class ServingInfo(_message.Message):
     """The model id sent to the provider, e.g. "gpt-4o-mini-2024-07-18"."""
     attempt_count: _builtins.int
     """Number of upstream attempts, including retries and fallbacks (1 if none)."""
+    fallback_from: _builtins.str
+    """When a fallback model served the request: the name the request asked for
+    (a model, name@alias or group). Empty when the requested name served it.
+    """
     def __init__(
         self,
         *,
@@ -413,10 +418,11 @@ class ServingInfo(_message.Message):
         model_version: _builtins.str = ...,
         provider_model_id: _builtins.str = ...,
         attempt_count: _builtins.int = ...,
+        fallback_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "deployment_id", b"deployment_id", "model", b"model", "model_version", b"model_version", "provider", b"provider", "provider_model_id", b"provider_model_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "deployment_id", b"deployment_id", "fallback_from", b"fallback_from", "model", b"model", "model_version", b"model_version", "provider", b"provider", "provider_model_id", b"provider_model_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,6 +7,7 @@ and history, model groups for routing, resolution and a change feed.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -299,6 +300,7 @@ class Model(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_FALLBACKS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name: lower case letters, digits, '-', '_' and '.', 1 to 63
     characters, e.g. "support-bot". Immutable.
@@ -325,6 +327,12 @@ class Model(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last update time (output only)."""
 
+    @_builtins.property
+    def context_window_fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Model references or group names with a larger context window, tried in
+        order when a request does not fit this model's context window.
+        """
+
     def __init__(
         self,
         *,
@@ -337,14 +345,57 @@ class Model(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        context_window_fallbacks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "default_alias", b"default_alias", "description", b"description", "display_name", b"display_name", "labels", b"labels", "name", b"name", "project_id", b"project_id", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_window_fallbacks", b"context_window_fallbacks", "create_time", b"create_time", "default_alias", b"default_alias", "description", b"description", "display_name", b"display_name", "labels", b"labels", "name", b"name", "project_id", b"project_id", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class UpstreamTimeouts(_message.Message):
+    """Time limits for calls to a provider; unset fields use the adapter's defaults."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECT_FIELD_NUMBER: _builtins.int
+    FIRST_BYTE_FIELD_NUMBER: _builtins.int
+    BETWEEN_CHUNKS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connect(self) -> _duration_pb2.Duration:
+        """Time to open the connection."""
+
+    @_builtins.property
+    def first_byte(self) -> _duration_pb2.Duration:
+        """Time from sending the request to the response headers."""
+
+    @_builtins.property
+    def between_chunks(self) -> _duration_pb2.Duration:
+        """Longest wait for more body bytes of a response or stream."""
+
+    @_builtins.property
+    def total(self) -> _duration_pb2.Duration:
+        """Whole request, including the streamed body."""
+
+    def __init__(
+        self,
+        *,
+        connect: _duration_pb2.Duration | None = ...,
+        first_byte: _duration_pb2.Duration | None = ...,
+        between_chunks: _duration_pb2.Duration | None = ...,
+        total: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["between_chunks", b"between_chunks", "connect", b"connect", "first_byte", b"first_byte", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["between_chunks", b"between_chunks", "connect", b"connect", "first_byte", b"first_byte", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpstreamTimeouts: _TypeAlias = UpstreamTimeouts  # noqa: Y015
 
 @_typing.final
 class ModelVersion(_message.Message):
@@ -410,6 +461,7 @@ class ModelVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    TIMEOUTS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Name of the model."""
     version: _builtins.str
@@ -462,6 +514,10 @@ class ModelVersion(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last update time (output only)."""
 
+    @_builtins.property
+    def timeouts(self) -> Global___UpstreamTimeouts:
+        """Time limits for calls to the provider."""
+
     def __init__(
         self,
         *,
@@ -483,10 +539,11 @@ class ModelVersion(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        timeouts: Global___UpstreamTimeouts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "credential", b"credential", "origin", b"origin", "pricing", b"pricing", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "credential", b"credential", "origin", b"origin", "pricing", b"pricing", "timeouts", b"timeouts", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "context_window", b"context_window", "create_time", b"create_time", "credential", b"credential", "description", b"description", "endpoint", b"endpoint", "labels", b"labels", "max_output_tokens", b"max_output_tokens", "model", b"model", "origin", b"origin", "pricing", b"pricing", "provider", b"provider", "provider_model_id", b"provider_model_id", "provider_options", b"provider_options", "revision", b"revision", "status", b"status", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "context_window", b"context_window", "create_time", b"create_time", "credential", b"credential", "description", b"description", "endpoint", b"endpoint", "labels", b"labels", "max_output_tokens", b"max_output_tokens", "model", b"model", "origin", b"origin", "pricing", b"pricing", "provider", b"provider", "provider_model_id", b"provider_model_id", "provider_options", b"provider_options", "revision", b"revision", "status", b"status", "timeouts", b"timeouts", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -668,6 +725,7 @@ class Deployment(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     REQUESTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
     TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id unique within the group, e.g. "openai-east"."""
     model_ref: _builtins.str
@@ -684,6 +742,10 @@ class Deployment(_message.Message):
     """Requests per minute this deployment may receive; 0 means unlimited."""
     tokens_per_minute: _builtins.int
     """Tokens per minute this deployment may receive; 0 means unlimited."""
+    max_input_tokens: _builtins.int
+    """Largest number of input tokens a request sent to this deployment may
+    have, below the version's context window; 0 means no extra limit.
+    """
     def __init__(
         self,
         *,
@@ -693,10 +755,11 @@ class Deployment(_message.Message):
         priority: _builtins.int = ...,
         requests_per_minute: _builtins.int = ...,
         tokens_per_minute: _builtins.int = ...,
+        max_input_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "model_ref", b"model_ref", "priority", b"priority", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "max_input_tokens", b"max_input_tokens", "model_ref", b"model_ref", "priority", b"priority", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -738,6 +801,7 @@ class ModelGroup(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_FALLBACKS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name, same syntax as a model name and distinct from all model names."""
     description: _builtins.str
@@ -768,6 +832,12 @@ class ModelGroup(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last update time (output only)."""
 
+    @_builtins.property
+    def context_window_fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Model references or group names with a larger context window, tried in
+        order when a request does not fit the context window of any deployment.
+        """
+
     def __init__(
         self,
         *,
@@ -781,10 +851,11 @@ class ModelGroup(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        context_window_fallbacks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deployments", b"deployments", "description", b"description", "fallbacks", b"fallbacks", "labels", b"labels", "max_retries", b"max_retries", "name", b"name", "revision", b"revision", "routing_strategy", b"routing_strategy", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_window_fallbacks", b"context_window_fallbacks", "create_time", b"create_time", "deployments", b"deployments", "description", b"description", "fallbacks", b"fallbacks", "labels", b"labels", "max_retries", b"max_retries", "name", b"name", "revision", b"revision", "routing_strategy", b"routing_strategy", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -802,6 +873,7 @@ class ResolvedDeployment(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     REQUESTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
     TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     deployment_id: _builtins.str
     """Deployment id (the group deployment id, or "<model>/versions/<version>" without a group)."""
     weight: _builtins.int
@@ -812,6 +884,8 @@ class ResolvedDeployment(_message.Message):
     """Requests per minute limit; 0 means unlimited."""
     tokens_per_minute: _builtins.int
     """Tokens per minute limit; 0 means unlimited."""
+    max_input_tokens: _builtins.int
+    """Input token limit below the version's context window; 0 means none."""
     @_builtins.property
     def version(self) -> Global___ModelVersion:
         """The version to call."""
@@ -825,10 +899,11 @@ class ResolvedDeployment(_message.Message):
         priority: _builtins.int = ...,
         requests_per_minute: _builtins.int = ...,
         tokens_per_minute: _builtins.int = ...,
+        max_input_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "priority", b"priority", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute", "version", b"version", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "max_input_tokens", b"max_input_tokens", "priority", b"priority", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute", "version", b"version", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2154,6 +2229,7 @@ class ResolveResponse(_message.Message):
     FALLBACKS_FIELD_NUMBER: _builtins.int
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_FALLBACKS_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The reference as given."""
     model: _builtins.str
@@ -2172,6 +2248,12 @@ class ResolveResponse(_message.Message):
     def fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """References to try in order when all targets fail."""
 
+    @_builtins.property
+    def context_window_fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """References with a larger context window, tried in order when a request
+        does not fit.
+        """
+
     def __init__(
         self,
         *,
@@ -2182,10 +2264,11 @@ class ResolveResponse(_message.Message):
         fallbacks: _abc.Iterable[_builtins.str] | None = ...,
         max_retries: _builtins.int = ...,
         revision: _builtins.int = ...,
+        context_window_fallbacks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "fallbacks", b"fallbacks", "max_retries", b"max_retries", "model", b"model", "ref", b"ref", "revision", b"revision", "routing_strategy", b"routing_strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_window_fallbacks", b"context_window_fallbacks", "deployments", b"deployments", "fallbacks", b"fallbacks", "max_retries", b"max_retries", "model", b"model", "ref", b"ref", "revision", b"revision", "routing_strategy", b"routing_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

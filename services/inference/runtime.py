@@ -1,0 +1,153 @@
+"""The resources of one inference process, opened before serving and closed after.
+
+:meth:`InferenceRuntime.lifespan` opens, in order: Redis (only with ``redis_url``;
+it holds the response cache and the shared deployment cooldowns), the event bus
+(Kafka when ``kafka.bootstrap_servers`` is set, else in-process), the usage
+recorder, and the router over the routing file, wrapped in the response cache
+when Redis is there. They are closed in reverse order after the server drained,
+so the last usage events are still published (or spooled).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import redis.asyncio as redis
+from grpc import aio
+from prometheus_client import CollectorRegistry
+
+from llmgw.events.v1 import events_pb2
+from llmgw.inference.v1 import inference_pb2_grpc
+from services.inference.cache import CacheConfig, CachingEngine
+from services.inference.engine import CompletionEngine
+from services.inference.metrics import InferenceMetrics
+from services.inference.publisher import ConnectingPublisher
+from services.inference.routing import Router, RoutingOptions, load_snapshot
+from services.inference.servicer import InferenceServicer
+from services.inference.settings import InferenceSettings
+from services.inference.usage import SOURCE, Publisher, UsageConfig, UsageRecorder
+from services.kernel.cache import RedisConfig, connect_redis
+from services.kernel.config import KafkaSettings
+from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
+
+_log = logging.getLogger(__name__)
+
+
+def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
+    """``settings`` with the SASL credentials read from the variables they name."""
+    return KafkaConfig(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        security_protocol=settings.security_protocol,
+        sasl_mechanism=settings.sasl_mechanism,
+        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
+        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
+        ssl_cafile=settings.ssl_cafile,
+    )
+
+
+def usage_config(settings: InferenceSettings) -> UsageConfig:
+    """The usage recorder's configuration from the process settings."""
+    usage = settings.usage
+    return UsageConfig(
+        spool_dir=usage.spool_dir,
+        topic=usage.topic,
+        buffer_size=usage.buffer_size,
+        batch_size=usage.batch_size,
+        publish_timeout_seconds=usage.publish_timeout_seconds,
+        replay_interval_seconds=usage.replay_interval_seconds,
+        spool_segment_bytes=usage.spool_segment_bytes,
+    )
+
+
+def routing_options(settings: InferenceSettings) -> RoutingOptions:
+    """The router's tunables from the process settings."""
+    return RoutingOptions(**settings.routing.model_dump(exclude={"file"}))
+
+
+class InferenceRuntime:
+    """Opens the process's resources and serves the InferenceService over them."""
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        registry: CollectorRegistry,
+        env: Mapping[str, str],
+    ) -> None:
+        """Prepare; nothing is opened before :meth:`lifespan`.
+
+        ``env`` is where credential variables (provider API keys, SASL) are read.
+        """
+        self._settings = settings
+        self._env = env
+        self._routing_options = routing_options(settings)
+        self._metrics = InferenceMetrics(registry)
+        self._servicer: InferenceServicer | None = None
+
+    @property
+    def servicer(self) -> InferenceServicer:
+        """The servicer; only while :meth:`lifespan` is entered."""
+        if self._servicer is None:
+            raise RuntimeError("the inference runtime is not started")
+        return self._servicer
+
+    def add_to_server(self, server: aio.Server) -> None:
+        """Register the servicer (the server calls this after the lifespans started)."""
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(self.servicer, server)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open everything, serve, close everything in reverse."""
+        settings = self._settings
+        async with AsyncExitStack() as stack:
+            client: redis.Redis | None = None
+            if settings.redis_url:
+                client = await connect_redis(
+                    RedisConfig(settings.redis_url, client_name="llmgw-inference")
+                )
+                stack.push_async_callback(client.aclose)
+            publisher = await self._open_publisher(stack)
+            recorder = await stack.enter_async_context(
+                UsageRecorder(publisher, usage_config(settings))
+            )
+            snapshot = load_snapshot(settings.routing.file)
+            router = await Router.create(snapshot, self._routing_options, client, env=self._env)
+            engine: CompletionEngine = router
+            if client is not None and settings.cache.enabled:
+                engine = CachingEngine(
+                    router,
+                    client,
+                    CacheConfig(settings.cache.key_prefix, settings.cache.ttl_seconds),
+                )
+            stack.push_async_callback(engine.aclose)
+            self._servicer = InferenceServicer(engine, (recorder, self._metrics))
+            _log.info(
+                "inference ready",
+                extra={
+                    "routing_file": str(settings.routing.file),
+                    "models": len(engine.list_models()),
+                    "cache": engine is not router,
+                },
+            )
+            try:
+                yield
+            finally:
+                self._servicer = None
+
+    async def _open_publisher(self, stack: AsyncExitStack) -> Publisher:
+        settings = self._settings
+        if settings.kafka.bootstrap_servers:
+            config = kafka_config(settings.kafka, self._env)
+            types = EventTypeRegistry.from_module(events_pb2)
+            publisher = ConnectingPublisher(
+                lambda: KafkaEventBus(config, types, SOURCE),
+                settings.usage.replay_interval_seconds,
+            )
+            stack.push_async_callback(publisher.close)
+            await publisher.connect()
+            return publisher
+        in_process = InProcessEventBus(EventTypeRegistry.from_module(events_pb2), SOURCE)
+        stack.push_async_callback(in_process.close)
+        return in_process
