@@ -41,7 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    plugin = service_registry().get(args.service)
+    registry = service_registry()
+    plugin = registry.get(args.service)
+    foreign = {
+        section
+        for name in registry.names()
+        for section in registry.get(name).settings_model.model_fields
+    }
     overrides: dict[str, Any] = {"service": plugin.name, "server": {"port": plugin.default_port}}
     if args.host is not None:
         overrides["server"]["host"] = args.host
@@ -51,7 +57,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         overrides.setdefault("metrics", {})["port"] = args.metrics_port
     settings = load_settings(
-        plugin.settings_model, path=args.config, env=os.environ, overrides=overrides
+        plugin.settings_model,
+        path=args.config,
+        env=os.environ,
+        overrides=overrides,
+        foreign_sections=foreign,
     )
     configure_logging(plugin.name, settings.logging.level)
     asyncio.run(serve(plugin.build(settings), settings))

@@ -13,7 +13,7 @@ Unknown keys are errors, so a typo in a config file fails loudly at start.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -97,10 +97,13 @@ def load_settings(
     path: Path | None = None,
     env: Mapping[str, str],
     overrides: Mapping[str, Any] | None = None,
+    foreign_sections: Collection[str] = (),
 ) -> SettingsT:
     """Build ``model`` from ``path`` (or ``$LLMGW_CONFIG``), ``env`` and ``overrides``.
 
     ``overrides`` (nested dicts) win over everything; command-line flags use it.
+    ``foreign_sections`` are top-level sections of other processes (one file may
+    configure the whole suite): they are set aside, not refused as unknown.
     Raises :class:`ConfigError` naming the file, variable or field that is wrong.
     """
     data: dict[str, Any] = {}
@@ -110,6 +113,8 @@ def load_settings(
     _merge(data, _from_env(env))
     _merge(data, _conventional_urls(env, model))
     _merge(data, dict(overrides or {}))
+    for section in set(foreign_sections) - set(model.model_fields):
+        data.pop(section, None)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

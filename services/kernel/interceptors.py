@@ -34,6 +34,8 @@ from services.kernel.errors import (
 from services.kernel.metrics import ServerMetrics
 
 _log = logging.getLogger("llmgw.kernel.rpc")
+MAX_CACHED_METHODS = 4096
+"""Wrapped handlers kept per server; a proxy may see any method name, so it is bounded."""
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Behavior = Callable[..., Any]
@@ -141,7 +143,9 @@ class KernelInterceptor(aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
                 return None
-            wrapped = self._wrapped[method] = self._wrap(handler, method)
+            wrapped = self._wrap(handler, method)
+            if len(self._wrapped) < MAX_CACHED_METHODS:
+                self._wrapped[method] = wrapped
         return cast("grpc.RpcMethodHandler[_Req, _Resp]", wrapped)
 
     def _wrap(self, handler: Handler, method: str) -> Handler:

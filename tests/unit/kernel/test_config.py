@@ -76,3 +76,12 @@ def test_invalid_configuration_names_the_culprit(
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(Settings, path=tmp_path / "absent.yaml", env={})
+
+
+def test_sections_of_other_processes_are_set_aside(tmp_path: Path) -> None:
+    config = tmp_path / "suite.yaml"
+    config.write_text("server:\n  port: 6001\ngateway:\n  routes: []\n")
+    settings = load_settings(Settings, path=config, env={}, foreign_sections={"gateway"})
+    assert settings.server.port == 6001
+    with pytest.raises(ConfigError, match="gateway"):
+        load_settings(Settings, path=config, env={})

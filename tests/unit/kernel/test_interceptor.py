@@ -11,9 +11,12 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
+from prometheus_client import CollectorRegistry
 
 from services.kernel.errors import ERROR_DOMAIN, STATUS_DETAILS_KEY
+from services.kernel.interceptors import MAX_CACHED_METHODS, KernelInterceptor
 from services.kernel.logs import configure_logging
+from services.kernel.metrics import ServerMetrics
 from tests.unit.kernel import probe_service
 from tests.unit.kernel.conftest import RunningProbe
 
@@ -132,3 +135,25 @@ async def test_metrics_count_calls_by_code(probe: RunningProbe) -> None:
         )
         == 0.0
     )
+
+
+async def test_wrapped_handlers_are_bounded_for_arbitrary_method_names() -> None:
+    interceptor = KernelInterceptor(ServerMetrics(CollectorRegistry(), "probe"))
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: request
+    )
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
+        return handler
+
+    for index in range(MAX_CACHED_METHODS + 10):
+        details = _CallDetails(f"/any.Service/Method{index}", ())
+        wrapped = await interceptor.intercept_service(continuation, details)
+        assert wrapped is not None and wrapped.unary_unary is not None
+    assert len(interceptor._wrapped) == MAX_CACHED_METHODS
+
+
+class _CallDetails(grpc.HandlerCallDetails):
+    def __init__(self, method: str, invocation_metadata: tuple[tuple[str, str], ...]) -> None:
+        self.method = method
+        self.invocation_metadata = invocation_metadata

@@ -1,0 +1,118 @@
+"""Reads the ``model`` of a request from its serialized bytes, without decoding the rest.
+
+The request type of a method comes from the protobuf descriptor pool; the field
+read is a string field called ``model`` on the request itself or on one of its
+singular message fields (``CompleteRequest.completion.model``,
+``ChatRequest.start.model``, ``EmbedRequest.model``). Only the bytes on that path
+are looked at, so a large prompt costs no decoding.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+_WIRE_VARINT = 0
+_WIRE_FIXED64 = 1
+_WIRE_LENGTH_DELIMITED = 2
+_WIRE_FIXED32 = 5
+_MODEL = "model"
+
+
+class ModelFieldReader:
+    """Finds and reads the model field of each method's request messages."""
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool | None = None) -> None:
+        self._pool = pool or descriptor_pool.Default()
+        self._paths: dict[str, tuple[int, ...] | None] = {}
+
+    def path(self, method: str) -> tuple[int, ...] | None:
+        """Field numbers leading to the model string of ``method``'s request, or None."""
+        if method not in self._paths:
+            self._paths[method] = self._find_path(method)
+        return self._paths[method]
+
+    def read(self, method: str, message: bytes) -> str:
+        """The model named in ``message`` (a request of ``method``), or ``""``."""
+        path = self.path(method)
+        if path is None:
+            return ""
+        try:
+            return _read_string(memoryview(message), path)
+        except (IndexError, ValueError, UnicodeDecodeError):
+            return ""
+
+    def _find_path(self, method: str) -> tuple[int, ...] | None:
+        service_name, _, method_name = method.lstrip("/").rpartition("/")
+        try:
+            service = self._pool.FindServiceByName(service_name)
+        except KeyError:
+            return None
+        method_descriptor = service.methods_by_name.get(method_name)
+        if method_descriptor is None:
+            return None
+        request: Descriptor = method_descriptor.input_type
+        direct = _model_field(request)
+        if direct is not None:
+            return (direct,)
+        for field in request.fields:
+            nested_type = field.message_type
+            if nested_type is not None and not _is_repeated(field):
+                nested = _model_field(nested_type)
+                if nested is not None:
+                    return (field.number, nested)
+        return None
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    return bool(field.is_repeated)
+
+
+def _model_field(message: Descriptor) -> int | None:
+    field = message.fields_by_name.get(_MODEL)
+    if field is None or field.type != FieldDescriptor.TYPE_STRING or _is_repeated(field):
+        return None
+    number: int = field.number
+    return number
+
+
+def _read_string(data: memoryview, path: tuple[int, ...]) -> str:
+    """The last value on ``path`` (protobuf's rule for singular fields), or ``""``."""
+    found = ""
+    position = 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == _WIRE_VARINT:
+            _, position = _varint(data, position)
+        elif wire_type == _WIRE_FIXED64:
+            position += 8
+        elif wire_type == _WIRE_FIXED32:
+            position += 4
+        elif wire_type == _WIRE_LENGTH_DELIMITED:
+            length, position = _varint(data, position)
+            end = position + length
+            if end > len(data):
+                raise ValueError("truncated message")
+            if number == path[0]:
+                chunk = data[position:end]
+                value = bytes(chunk).decode() if len(path) == 1 else _read_string(chunk, path[1:])
+                found = value or found
+            position = end
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+    return found
+
+
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")

@@ -1,0 +1,546 @@
+"""The forwarding core: every call shape, as raw bytes, through the chain to an upstream.
+
+For each call the proxy
+
+1. builds the :class:`~gateway.filters.base.Call` and runs the filter chain
+   (``on_request``, then ``on_first_message`` when a filter reads the method's first
+   message: for streaming requests that message is then read before the upstream
+   call starts);
+2. picks an endpoint of the route's cluster and waits for its channel to connect;
+   an endpoint that cannot be connected to is reported to outlier detection and
+   another is tried, within the route's ``retries`` and the cluster's retry budget;
+3. forwards messages both ways without decoding them, with the caller's metadata
+   (see :mod:`gateway.metadata`), a timeout of the caller's remaining deadline or the
+   route's timeout, whichever is shorter, and the upstream's initial metadata,
+   trailers, status code, message and ``grpc-status-details-bin`` back;
+4. cancels the upstream call when the caller goes away, and ends the caller's
+   call with CANCELLED when the upstream cancels;
+5. tells the filters how the call ended.
+
+A unary-request call is also retried on another endpoint when its upstream attempt
+failed with UNAVAILABLE because the connection could not be made (nothing was
+received); a call that reached an upstream is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeAlias
+
+import grpc
+from grpc import aio
+
+from gateway.chain import FilterChain
+from gateway.clusters.endpoint import Endpoint
+from gateway.filters.base import Call, CallOutcome, CallShape, GatewayFilter, Metadata, Stop
+from gateway.metadata import downstream_metadata, upstream_request_metadata
+from gateway.routes import Route
+from services.kernel.context import current_request_id
+from services.kernel.errors import Unavailable
+
+_log = logging.getLogger("llmgw.gateway.proxy")
+
+Context: TypeAlias = "aio.ServicerContext[bytes, bytes]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[bytes, bytes]"
+_UpstreamCall: TypeAlias = (
+    "aio.UnaryUnaryCall[bytes, bytes] | aio.UnaryStreamCall[bytes, bytes]"
+    " | aio.StreamUnaryCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes]"
+)
+Readers = tuple[GatewayFilter, ...]
+"""The filters that read the first request message of a method."""
+_CONNECT_FAILURE = "failed to connect"
+"""grpc core's words for a call that failed because no connection could be made."""
+
+
+class _Exchange:
+    """Book-keeping of one call: the route, the upstream attempts and the counters."""
+
+    __slots__ = (
+        "attempt_started",
+        "attempts",
+        "code",
+        "endpoint",
+        "headers_sent",
+        "message",
+        "reached",
+        "readers",
+        "request_bytes",
+        "request_messages",
+        "response_bytes",
+        "response_messages",
+        "retry_taken",
+        "route",
+        "stopped_by",
+        "trailers",
+        "upstream_seconds",
+    )
+
+    def __init__(self, route: Route, readers: tuple[GatewayFilter, ...]) -> None:
+        self.route = route
+        self.readers = readers
+        self.endpoint: Endpoint | None = None
+        self.attempts = 0
+        self.attempt_started = 0.0
+        self.upstream_seconds = 0.0
+        self.retry_taken = False
+        self.headers_sent = False
+        self.request_messages = 0
+        self.request_bytes = 0
+        self.response_messages = 0
+        self.response_bytes = 0
+        self.code = grpc.StatusCode.OK
+        self.message = ""
+        self.trailers: Metadata = ()
+        self.stopped_by = ""
+        self.reached = 0
+        """How many filters, from the first, the call reached."""
+
+    def ended_by(self, exc: BaseException) -> None:
+        """Note how a call that raised ended, unless its status is already known."""
+        if self.code is not grpc.StatusCode.OK or isinstance(exc, aio.AbortError):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            self.code, self.message = grpc.StatusCode.CANCELLED, "cancelled by the caller"
+        else:
+            self.code, self.message = grpc.StatusCode.INTERNAL, "internal error"
+
+    def outcome(self, call: Call) -> CallOutcome:
+        endpoint = self.endpoint
+        return CallOutcome(
+            code=self.code,
+            message=self.message,
+            trailing_metadata=self.trailers,
+            duration_seconds=time.perf_counter() - call.started,
+            cluster=self.route.cluster.name,
+            endpoint=endpoint.address if endpoint is not None else "",
+            attempts=self.attempts,
+            upstream_seconds=self.upstream_seconds,
+            request_messages=self.request_messages,
+            response_messages=self.response_messages,
+            request_bytes=self.request_bytes,
+            response_bytes=self.response_bytes,
+            stopped_by=self.stopped_by,
+        )
+
+
+class Proxy:
+    """Makes the method handlers that forward calls of a route through the chain."""
+
+    def __init__(self, chain: FilterChain) -> None:
+        self._chain = chain
+
+    def handler(self, method: str, shape: CallShape, route: Route) -> Handler:
+        """The raw-bytes handler of ``method`` (a call of ``shape``) forwarding to ``route``."""
+        readers = self._chain.first_message_readers(method)
+        if shape is CallShape.UNARY:
+            return grpc.unary_unary_rpc_method_handler(self._unary(method, route, readers))
+        if shape is CallShape.SERVER_STREAM:
+            return grpc.unary_stream_rpc_method_handler(self._server_stream(method, route, readers))
+        if shape is CallShape.CLIENT_STREAM:
+            return grpc.stream_unary_rpc_method_handler(self._client_stream(method, route, readers))
+        return grpc.stream_stream_rpc_method_handler(self._bidi_stream(method, route, readers))
+
+    # The four shapes ---------------------------------------------------------------
+
+    def _unary(
+        self, method: str, route: Route, readers: Readers
+    ) -> Callable[[bytes, Context], Awaitable[bytes]]:
+        async def unary(request: bytes, context: Context) -> bytes:
+            call, exchange = self._start(method, CallShape.UNARY, route, readers, context)
+            try:
+                await self._admit(call, exchange, context, request)
+                return await self._forward_unary(call, exchange, context, request)
+            except BaseException as exc:
+                exchange.ended_by(exc)
+                raise
+            finally:
+                self._end(call, exchange)
+
+        return unary
+
+    def _server_stream(
+        self, method: str, route: Route, readers: Readers
+    ) -> Callable[[bytes, Context], Awaitable[None]]:
+        async def server_stream(request: bytes, context: Context) -> None:
+            call, exchange = self._start(method, CallShape.SERVER_STREAM, route, readers, context)
+            try:
+                await self._admit(call, exchange, context, request)
+                await self._forward_server_stream(call, exchange, context, request)
+            except BaseException as exc:
+                exchange.ended_by(exc)
+                raise
+            finally:
+                self._end(call, exchange)
+
+        return server_stream
+
+    def _client_stream(
+        self, method: str, route: Route, readers: Readers
+    ) -> Callable[[AsyncIterator[bytes], Context], Awaitable[bytes | None]]:
+        async def client_stream(_: AsyncIterator[bytes], context: Context) -> bytes | None:
+            call, exchange = self._start(method, CallShape.CLIENT_STREAM, route, readers, context)
+            try:
+                first = await self._admit_stream(call, exchange, context)
+                up = await self._open_stream(call, exchange, context, streams_responses=False)
+                return await self._relay(call, exchange, context, up, first)
+            except BaseException as exc:
+                exchange.ended_by(exc)
+                raise
+            finally:
+                self._end(call, exchange)
+
+        return client_stream
+
+    def _bidi_stream(
+        self, method: str, route: Route, readers: Readers
+    ) -> Callable[[AsyncIterator[bytes], Context], Awaitable[None]]:
+        async def bidi_stream(_: AsyncIterator[bytes], context: Context) -> None:
+            call, exchange = self._start(method, CallShape.BIDI_STREAM, route, readers, context)
+            try:
+                first = await self._admit_stream(call, exchange, context)
+                up = await self._open_stream(call, exchange, context, streams_responses=True)
+                await self._relay(call, exchange, context, up, first)
+            except BaseException as exc:
+                exchange.ended_by(exc)
+                raise
+            finally:
+                self._end(call, exchange)
+
+        return bidi_stream
+
+    # Admission: the filter chain -----------------------------------------------------
+
+    def _start(
+        self, method: str, shape: CallShape, route: Route, readers: Readers, context: Context
+    ) -> tuple[Call, _Exchange]:
+        metadata = tuple(context.invocation_metadata() or ())
+        call = Call(
+            method=method,
+            shape=shape,
+            metadata=metadata,
+            peer=context.peer(),
+            started=time.perf_counter(),
+            upstream_metadata=upstream_request_metadata(metadata, current_request_id()),
+        )
+        route.cluster.budget.active_calls += 1
+        return call, _Exchange(route, readers)
+
+    def _end(self, call: Call, exchange: _Exchange) -> None:
+        budget = exchange.route.cluster.budget
+        budget.active_calls -= 1
+        if exchange.retry_taken:
+            budget.release()
+        self._chain.on_call_end(call, exchange.outcome(call), exchange.reached)
+
+    async def _admit(
+        self, call: Call, exchange: _Exchange, context: Context, request: bytes
+    ) -> None:
+        """Run the chain for a unary-request call."""
+        exchange.request_messages = 1
+        exchange.request_bytes = len(request)
+        stop, exchange.reached = await self._chain.on_request(call)
+        if stop is not None:
+            name = self._chain.filters[exchange.reached - 1].name
+            await self._refuse(context, exchange, stop, name)
+        if exchange.readers:
+            stop, name = await self._chain.on_first_message(call, request, exchange.readers)
+            if stop is not None:
+                await self._refuse(context, exchange, stop, name)
+
+    async def _admit_stream(
+        self, call: Call, exchange: _Exchange, context: Context
+    ) -> bytes | None:
+        """Run the chain for a streaming-request call.
+
+        Returns the first request message when the chain read it (None when it did
+        not, or when the client sent nothing).
+        """
+        stop, exchange.reached = await self._chain.on_request(call)
+        if stop is not None:
+            name = self._chain.filters[exchange.reached - 1].name
+            await self._refuse(context, exchange, stop, name)
+        if not exchange.readers:
+            return None
+        first: object = await context.read()
+        if not isinstance(first, bytes):  # EOF: the client sent nothing
+            return None
+        exchange.request_messages = 1
+        exchange.request_bytes = len(first)
+        stop, name = await self._chain.on_first_message(call, first, exchange.readers)
+        if stop is not None:
+            await self._refuse(context, exchange, stop, name)
+        return first
+
+    async def _refuse(
+        self, context: Context, exchange: _Exchange, stop: Stop, name: str
+    ) -> NoReturn:
+        exchange.code = stop.code
+        exchange.message = stop.status.message
+        exchange.trailers = stop.trailing_metadata()
+        exchange.stopped_by = name
+        await context.abort(stop.code, stop.status.message, exchange.trailers)
+        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+    # Upstream attempts ---------------------------------------------------------------
+
+    async def _connect(self, exchange: _Exchange, tried: list[Endpoint]) -> Endpoint | None:
+        """An endpoint whose channel is connected, trying others as retries allow."""
+        cluster = exchange.route.cluster
+        while exchange.attempts <= exchange.route.retries:
+            if exchange.attempts and not self._take_retry(exchange):
+                return None
+            endpoint = cluster.pick(tried)
+            if endpoint is None:
+                return None
+            exchange.attempts += 1
+            exchange.endpoint = endpoint
+            endpoint.in_flight += 1
+            exchange.attempt_started = time.perf_counter()
+            try:
+                connected = await endpoint.connect(cluster.settings.connect_timeout_seconds)
+            except asyncio.CancelledError:
+                self._cancelled(exchange, endpoint)
+                raise
+            if connected:
+                return endpoint
+            self._end_attempt(exchange, endpoint, grpc.StatusCode.UNAVAILABLE)
+            tried.append(endpoint)
+        return None
+
+    def _take_retry(self, exchange: _Exchange) -> bool:
+        if not exchange.retry_taken:
+            exchange.retry_taken = exchange.route.cluster.budget.try_acquire()
+        return exchange.retry_taken
+
+    def _end_attempt(self, exchange: _Exchange, endpoint: Endpoint, code: grpc.StatusCode) -> None:
+        endpoint.in_flight -= 1
+        exchange.upstream_seconds += time.perf_counter() - exchange.attempt_started
+        exchange.route.cluster.record(endpoint, code)
+
+    def _may_retry(self, exchange: _Exchange, error: aio.AioRpcError) -> bool:
+        """Whether a failed attempt never reached its upstream and may be made again."""
+        return (
+            error.code() is grpc.StatusCode.UNAVAILABLE
+            and not exchange.headers_sent
+            and not error.initial_metadata()
+            and _CONNECT_FAILURE in (error.details() or "")
+            and exchange.attempts <= exchange.route.retries
+        )
+
+    async def _no_upstream(self, exchange: _Exchange, context: Context) -> NoReturn:
+        cluster = exchange.route.cluster.name
+        if exchange.attempts:
+            error = Unavailable(
+                f"no endpoint of cluster {cluster} could be reached",
+                reason="UPSTREAM_CONNECT_FAILED",
+            )
+        else:
+            error = Unavailable(
+                f"cluster {cluster} has no healthy endpoint", reason="NO_HEALTHY_UPSTREAM"
+            )
+        status = error.to_status()
+        exchange.code = grpc.StatusCode.UNAVAILABLE
+        exchange.message = status.message
+        exchange.trailers = Stop(status).trailing_metadata()
+        await context.abort(exchange.code, exchange.message, exchange.trailers)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    def _timeout(self, context: Context, route: Route) -> float | None:
+        remaining: float | None = context.time_remaining()  # None: the caller set no deadline
+        if route.timeout_seconds is None:
+            return remaining
+        if remaining is None:
+            return route.timeout_seconds
+        return min(remaining, route.timeout_seconds)
+
+    # Forwarding ----------------------------------------------------------------------
+
+    async def _forward_unary(
+        self, call: Call, exchange: _Exchange, context: Context, request: bytes
+    ) -> bytes:
+        tried: list[Endpoint] = []
+        while True:
+            endpoint = await self._connect(exchange, tried)
+            if endpoint is None:
+                await self._no_upstream(exchange, context)
+            timeout = self._timeout(context, exchange.route)
+            up = endpoint.unary_unary(call.method)(
+                request, metadata=call.upstream_metadata, timeout=timeout
+            )
+            try:
+                response = await up
+            except aio.AioRpcError as error:
+                self._end_attempt(exchange, endpoint, error.code())
+                if self._may_retry(exchange, error):
+                    tried.append(endpoint)
+                    continue
+                await self._forward_error(context, exchange, error)
+            except asyncio.CancelledError:
+                up.cancel()
+                self._cancelled(exchange, endpoint)
+                raise
+            self._end_attempt(exchange, endpoint, grpc.StatusCode.OK)
+            await self._send_headers(context, exchange, up)
+            self._finish_ok(context, exchange, await up.trailing_metadata())
+            exchange.response_messages = 1
+            exchange.response_bytes = len(response)
+            return response
+
+    async def _forward_server_stream(
+        self, call: Call, exchange: _Exchange, context: Context, request: bytes
+    ) -> None:
+        tried: list[Endpoint] = []
+        while True:
+            endpoint = await self._connect(exchange, tried)
+            if endpoint is None:
+                await self._no_upstream(exchange, context)
+            timeout = self._timeout(context, exchange.route)
+            up = endpoint.unary_stream(call.method)(
+                request, metadata=call.upstream_metadata, timeout=timeout
+            )
+            try:
+                await self._relay_responses(exchange, context, up)
+            except aio.AioRpcError as error:
+                self._end_attempt(exchange, endpoint, error.code())
+                if self._may_retry(exchange, error):
+                    tried.append(endpoint)
+                    continue
+                await self._forward_error(context, exchange, error)
+            except asyncio.CancelledError:
+                up.cancel()
+                self._cancelled(exchange, endpoint)
+                raise
+            self._end_attempt(exchange, endpoint, grpc.StatusCode.OK)
+            await self._send_headers(context, exchange, up)
+            self._finish_ok(context, exchange, await up.trailing_metadata())
+            return
+
+    async def _open_stream(
+        self, call: Call, exchange: _Exchange, context: Context, *, streams_responses: bool
+    ) -> aio.StreamUnaryCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes]:
+        """Start the upstream call of a streaming-request call (retried at connect only)."""
+        endpoint = await self._connect(exchange, [])
+        if endpoint is None:
+            await self._no_upstream(exchange, context)
+        timeout = self._timeout(context, exchange.route)
+        if streams_responses:
+            return endpoint.stream_stream(call.method)(
+                metadata=call.upstream_metadata, timeout=timeout
+            )
+        return endpoint.stream_unary(call.method)(metadata=call.upstream_metadata, timeout=timeout)
+
+    async def _relay(
+        self,
+        call: Call,
+        exchange: _Exchange,
+        context: Context,
+        up: aio.StreamUnaryCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes],
+        first: bytes | None,
+    ) -> bytes | None:
+        """Pump requests up while relaying the response(s) down, until the upstream ends."""
+        endpoint = exchange.endpoint
+        assert endpoint is not None
+        pump = asyncio.create_task(self._pump_requests(exchange, context, up, first))
+        response: bytes | None = None
+        try:
+            if isinstance(up, aio.StreamStreamCall):
+                await self._relay_responses(exchange, context, up)
+            else:
+                response = await up
+                exchange.response_messages = 1
+                exchange.response_bytes = len(response)
+        except aio.AioRpcError as error:
+            self._end_attempt(exchange, endpoint, error.code())
+            await self._forward_error(context, exchange, error)
+        except asyncio.CancelledError:
+            up.cancel()
+            self._cancelled(exchange, endpoint)
+            raise
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+        self._end_attempt(exchange, endpoint, grpc.StatusCode.OK)
+        await self._send_headers(context, exchange, up)
+        self._finish_ok(context, exchange, await up.trailing_metadata())
+        return response
+
+    async def _pump_requests(
+        self,
+        exchange: _Exchange,
+        context: Context,
+        up: aio.StreamUnaryCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes],
+        first: bytes | None,
+    ) -> None:
+        """Copy the caller's messages to the upstream and half-close it after the last."""
+        try:
+            if first is not None:
+                await up.write(first)
+            if first is not None or not exchange.readers:
+                while True:
+                    message: object = await context.read()
+                    if not isinstance(message, bytes):  # EOF: the client half-closed
+                        break
+                    exchange.request_messages += 1
+                    exchange.request_bytes += len(message)
+                    await up.write(message)
+            await up.done_writing()
+        except (asyncio.InvalidStateError, aio.AioRpcError, aio.UsageError):
+            pass  # the upstream call has ended; its status is what the caller gets
+        except Exception:
+            _log.debug("request stream ended abnormally", exc_info=True)
+            up.cancel()
+
+    async def _relay_responses(
+        self,
+        exchange: _Exchange,
+        context: Context,
+        up: aio.UnaryStreamCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes],
+    ) -> None:
+        while True:
+            message = await up.read()
+            if message is aio.EOF:
+                return
+            assert isinstance(message, bytes)
+            if not exchange.headers_sent:
+                await self._send_headers(context, exchange, up)
+            exchange.response_messages += 1
+            exchange.response_bytes += len(message)
+            await context.write(message)
+
+    async def _send_headers(self, context: Context, exchange: _Exchange, up: _UpstreamCall) -> None:
+        if exchange.headers_sent:
+            return
+        exchange.headers_sent = True
+        headers = downstream_metadata(await up.initial_metadata())
+        if headers:
+            await context.send_initial_metadata(headers)
+
+    def _finish_ok(self, context: Context, exchange: _Exchange, trailers: Any) -> None:
+        exchange.trailers = downstream_metadata(trailers)
+        if exchange.trailers:
+            context.set_trailing_metadata(exchange.trailers)
+
+    async def _forward_error(
+        self, context: Context, exchange: _Exchange, error: aio.AioRpcError
+    ) -> NoReturn:
+        exchange.code = error.code()
+        exchange.message = error.details() or ""
+        exchange.trailers = downstream_metadata(error.trailing_metadata())
+        if not exchange.headers_sent:
+            exchange.headers_sent = True
+            headers = downstream_metadata(error.initial_metadata())
+            if headers:
+                await context.send_initial_metadata(headers)
+        await context.abort(exchange.code, exchange.message, exchange.trailers)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    def _cancelled(self, exchange: _Exchange, endpoint: Endpoint) -> None:
+        exchange.code = grpc.StatusCode.CANCELLED
+        exchange.message = "cancelled by the caller"
+        self._end_attempt(exchange, endpoint, grpc.StatusCode.CANCELLED)

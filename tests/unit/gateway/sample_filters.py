@@ -1,0 +1,65 @@
+"""Filters used by the tests, installed through entry points the tests pass in."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+from gateway.filters.base import Call, FilterContext, FilterPlugin, GatewayFilter, Stop
+from gateway.model_field import ModelFieldReader
+from services.kernel.config import Section
+from services.kernel.errors import PermissionDenied, ResourceExhausted
+
+
+class KeyGateConfig(Section):
+    """Refuses calls without the header; records the key id from it."""
+
+    header: str = "x-test-key"
+
+
+class KeyGate(GatewayFilter):
+    def __init__(self, config: KeyGateConfig) -> None:
+        self._header = config.header
+
+    async def on_request(self, call: Call) -> Stop | None:
+        key = call.header(self._header)
+        if not isinstance(key, str) or not key:
+            return Stop.of(PermissionDenied("no key", reason="KEY_MISSING"))
+        call.key_id = key
+        return None
+
+
+class ModelGateConfig(Section):
+    """Refuses calls whose first request names ``model``."""
+
+    model: str
+
+
+class ModelGate(GatewayFilter):
+    reads_first_message = True
+
+    def __init__(self, config: ModelGateConfig) -> None:
+        self._model = config.model
+        self._reader = ModelFieldReader()
+
+    async def on_first_message(self, call: Call, message: bytes) -> Stop | None:
+        call.model = call.model or self._reader.read(call.method, message)
+        if call.model == self._model:
+            return Stop.of(ResourceExhausted("model quota used up", retry_after_seconds=2))
+        return None
+
+
+def _key_gate(config: KeyGateConfig, context: FilterContext) -> KeyGate:
+    return KeyGate(config)
+
+
+def _model_gate(config: ModelGateConfig, context: FilterContext) -> ModelGate:
+    return ModelGate(config)
+
+
+key_gate = FilterPlugin(config_model=KeyGateConfig, build=_key_gate)
+model_gate = FilterPlugin(config_model=ModelGateConfig, build=_model_gate)
+
+ENTRY_POINTS = (
+    EntryPoint("key_gate", f"{__name__}:key_gate", "llmgw.gateway_filters"),
+    EntryPoint("model_gate", f"{__name__}:model_gate", "llmgw.gateway_filters"),
+)
