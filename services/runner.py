@@ -9,6 +9,7 @@ any child dies) stops all children gracefully, killing any that outlive the grac
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,13 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from services.kernel.health_client import check_health, wait_until_serving
+
+GATEWAY = "gateway"
+FIRST_REQUEST = (
+    '{"completion": {"model": "chat", "messages": '
+    '[{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}}'
+)
+"""The completion ``make run`` suggests as a first request (JSON of CompleteRequest)."""
 
 METRICS_PORT_OFFSET = 1000
 """A child's metrics endpoint listens on its gRPC port plus this offset."""
@@ -111,10 +119,20 @@ class Runner:
                 argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=dict(self._config.env),
+                env=self._child_env(spec),
                 start_new_session=True,  # Ctrl-C reaches the runner only; it stops children
             )
             self._children.append(_Child(spec, process, log))
+
+    def _child_env(self, spec: ChildSpec) -> dict[str, str]:
+        """The child's environment; the gateway is pointed at its sibling processes."""
+        env = dict(self._config.env)
+        if spec.name == GATEWAY:
+            for sibling in self._config.children:
+                if sibling.name != GATEWAY:
+                    variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
+                    env[variable] = json.dumps([sibling.address])
+        return env
 
     async def _wait_serving(self, stop: asyncio.Event) -> bool:
         waits = {
@@ -155,13 +173,15 @@ class Runner:
         for row in rows:
             self._out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
             self._out.write("\n")
-        gateway = next((c for c in self._children if c.spec.name == "gateway"), self._children[0])
+        gateway = next((c for c in self._children if c.spec.name == GATEWAY), self._children[0])
         self._out.write(
             f"\nlogs: {self._config.log_dir}/<service>.log\n"
-            "first request (standard gRPC health check, then the API through reflection):\n"
-            f"  .venv/bin/llmgw health {gateway.spec.address}\n"
+            "first request: a completion through the gateway (the API is on server "
+            "reflection):\n"
             "  .venv/bin/buf curl --protocol grpc --http2-prior-knowledge "
-            f"http://{gateway.spec.address}/grpc.health.v1.Health/Check\n"
+            f"-d '{FIRST_REQUEST}' \\\n"
+            f"    http://{gateway.spec.address}/llmgw.inference.v1.InferenceService/Complete\n"
+            f"health: .venv/bin/llmgw health {gateway.spec.address}\n"
             "press Ctrl-C to stop\n"
         )
         self._out.flush()

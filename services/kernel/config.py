@@ -13,6 +13,7 @@ Unknown keys are errors, so a typo in a config file fails loudly at start.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -137,7 +138,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """``LLMGW_A__B=v`` becomes ``{"a": {"b": "v"}}``; pydantic converts the types."""
+    """``LLMGW_A__B=v`` becomes ``{"a": {"b": "v"}}``; pydantic converts the types.
+
+    A value that starts with ``[`` or ``{`` is read as JSON, for lists and mappings
+    (``LLMGW_GATEWAY__CLUSTERS__INFERENCE__ENDPOINTS='["10.0.0.7:50052"]'``).
+    """
     data: dict[str, Any] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
@@ -148,8 +153,17 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"environment variable {name} conflicts with another")
-        node[path[-1]] = value
+        node[path[-1]] = _env_value(name, value)
     return data
+
+
+def _env_value(name: str, value: str) -> Any:
+    if not value.lstrip().startswith(("[", "{")):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} is not valid JSON: {exc}") from exc
 
 
 def _conventional_urls(env: Mapping[str, str], model: type[Section]) -> dict[str, Any]:

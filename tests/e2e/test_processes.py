@@ -13,12 +13,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from grpc import aio
 
 from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.kernel.health_client import UNREACHABLE, check_health, wait_until_serving
 from services.kernel.process import service_registry
+from services.runner import FIRST_REQUEST
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,6 +144,13 @@ async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             assert table[name][1] == address
             assert table[name][3] == "SERVING"
             assert await check_health(address) == "SERVING"
+        gateway = table["gateway"][1]
+        async with aio.insecure_channel(gateway) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            request = json_format.Parse(FIRST_REQUEST, inference_pb2.CompleteRequest())
+            response = await stub.Complete(request, timeout=10)
+        assert response.result.served_by.provider == "simulated"
+        assert any(FIRST_REQUEST in line for line in lines), "the hint shows the request"
         process.send_signal(signal.SIGINT)
         rest = await asyncio.to_thread(process.communicate, None, 30)
         assert process.returncode == 0, "".join(lines) + rest[0]

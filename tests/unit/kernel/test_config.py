@@ -85,3 +85,12 @@ def test_sections_of_other_processes_are_set_aside(tmp_path: Path) -> None:
     assert settings.server.port == 6001
     with pytest.raises(ConfigError, match="gateway"):
         load_settings(Settings, path=config, env={})
+
+
+def test_json_values_in_environment_variables() -> None:
+    env = {"LLMGW_KAFKA__CLIENT_ID": "plain", "LLMGW_SERVER__HOST": "[::1]x"}
+    with pytest.raises(ConfigError, match="LLMGW_SERVER__HOST is not valid JSON"):
+        load_settings(Settings, env=env)
+    data = {"LLMGW_METRICS": '{"enabled": false, "port": 9100}'}
+    settings = load_settings(Settings, env=data)
+    assert (settings.metrics.enabled, settings.metrics.port) == (False, 9100)
