@@ -12,8 +12,9 @@ may still be stored); ``cache_ttl`` overrides the configured TTL, zero means
 
 A hit is returned as a result with ``cached=true``, the usage the provider
 originally reported and a zero cost; a streamed request replays the stored
-answer as chunks, then that result. A miss is stored only when it finished
-normally (stop, length or tool calls, no error); a stream is stored once its
+answer as chunks, then that result, and notes its placement as cached (so a
+replay cancelled half-way is still flagged cached and free). A miss is stored
+only when it finished normally (stop, length or tool calls, no error); a stream is stored once its
 final result arrived, assembled from its chunks. Redis failures never fail a
 request: the cache is then skipped.
 """
@@ -37,6 +38,7 @@ from services.inference.engine import (
     CompletionEngine,
     CompletionRequest,
     CompletionResult,
+    Placement,
     StreamEvent,
 )
 
@@ -108,10 +110,17 @@ class CachingEngine:
         key = self._key(request)
         hit = await self._lookup(key, request)
         if hit is not None:
-            for chunk in replay_chunks(hit.message):
-                yield chunk
             final = _as_hit(hit, call)
             final.ClearField("message")
+            call.placement.place(
+                Placement(
+                    final.served_by,
+                    common_pb2.Pricing(currency_code=final.cost.currency_code),
+                    cached=True,
+                )
+            )
+            for chunk in replay_chunks(hit.message):
+                yield chunk
             yield final
             return
         assembler = MessageAssembler()

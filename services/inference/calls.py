@@ -17,13 +17,7 @@ from typing import TypeVar
 from llmgw.inference.v1 import inference_pb2
 from services.inference.call_metadata import Caller
 from services.inference.engine import CallContext
-from services.inference.outcome import (
-    Operation,
-    OutcomeSink,
-    Pricer,
-    RequestInfo,
-    RequestTracker,
-)
+from services.inference.outcome import Operation, OutcomeSink, RequestInfo, RequestTracker
 
 T = TypeVar("T")
 
@@ -53,10 +47,9 @@ def request_deadline(scope: RpcScope, options: inference_pb2.RequestOptions) -> 
 class RequestStarter:
     """Builds the context and tracker of each request; holds the outcome sinks."""
 
-    def __init__(self, sinks: Sequence[OutcomeSink], pricer: Pricer | None = None) -> None:
-        """Report every request's outcome to ``sinks``; price estimates with ``pricer``."""
+    def __init__(self, sinks: Sequence[OutcomeSink]) -> None:
+        """Report every request's outcome to ``sinks``."""
         self._sinks = tuple(sinks)
-        self._pricer = pricer
 
     def completion(
         self,
@@ -75,7 +68,7 @@ class RequestStarter:
             end_user_id=request.options.end_user_id,
             completion=request,
         )
-        return RequestTracker(info, self._sinks, self._pricer)
+        return RequestTracker(info, self._sinks)
 
     def embedding(
         self, operation: Operation, request: inference_pb2.EmbedRequest, scope: RpcScope

@@ -6,8 +6,12 @@ the request id; ``cancel`` cancels that task, which cancels the upstream
 request, and the request ends with a final whose finish reason and status are
 CANCELLED. A request's error is its final's ``error``; the stream lives on.
 A ``start`` without request_id or with the id of an in-flight request, or a
-message with no action, gets a final carrying INVALID_ARGUMENT for that id
-(and is not a request: it has no usage event).
+message with no action, gets a final carrying INVALID_ARGUMENT for that id.
+Such a message starts no request and has no usage event of its own: the event
+id is the request id, and a message without one (no ``start.request_id``, no
+action at all) has none to give; a duplicate's id belongs to the in-flight
+request, whose one event carries it (a second event under that id would be
+merged with it by consumers that de-duplicate by id).
 
 Half-closing the client side lets the in-flight requests finish, then the call
 ends with OK. When the call itself ends early (client cancellation, deadline,

@@ -3,9 +3,10 @@
 Registered into the process's registry (passed in, never a global one). Label
 values come from the serving deployment, never from what the caller typed, so
 cardinality is bounded by the routing table: ``model`` is the canonical model
-that served the request (``none`` when no deployment served it) and
-``provider`` the adapter (``none`` likewise). ``method`` is the RPC name and
-``status`` the request's own gRPC code name (for ``Chat``, of one request).
+that served the request, or the one tried last when it failed (``none`` when
+no deployment was tried), and ``provider`` its adapter (``none`` likewise).
+``method`` is the RPC name and ``status`` the request's own gRPC code name (for
+``Chat``, of one request).
 
 ==============================================  =======================================
 ``llmgw_inference_requests_total``              requests by method, model, provider, status

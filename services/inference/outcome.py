@@ -6,13 +6,19 @@ final :class:`CompletionResult` with create time, latency and time to first
 token, builds one :class:`Outcome` and gives it to each :class:`OutcomeSink`
 (the usage recorder, the metrics). It reports at most once, whatever happens
 afterwards, which is what makes "exactly one usage event per request" hold.
+
+A request that ends before the engine's result (cancelled, deadline passed,
+disconnected) gets the deployment the engine noted in ``call.placement``: its
+``served_by``, and, when output was streamed, an estimated usage priced at that
+deployment's prices (zero for a cache replay). A request that was never placed
+ran nowhere and costs nothing.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -23,12 +29,17 @@ from google.rpc import status_pb2
 from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
 from llmgw.inference.v1 import inference_pb2
-from services.inference.engine import CallContext, CompletionChunk, CompletionResult
+from services.inference.engine import (
+    CallContext,
+    CompletionChunk,
+    CompletionResult,
+    chunk_text,
+    failed_finish_reason,
+)
+from services.inference.routing.pricing import cost_of
 from services.kernel.errors import Cancelled, DeadlineExceeded, grpc_code_of, status_from_exception
 
 Operation: TypeAlias = events_pb2.InferenceOperation.ValueType
-Pricer: TypeAlias = Callable[[str, common_pb2.Usage], common_pb2.Cost]
-"""Prices an estimated usage for a requested model name."""
 
 _CHARS_PER_TOKEN = 4
 """The documented estimate used when a request ends before the provider counted."""
@@ -79,6 +90,10 @@ class OutcomeSink(Protocol):
         ...
 
 
+DEADLINE_SLACK_SECONDS = 0.05
+"""How early gRPC's own deadline may fire before the one the service computed."""
+
+
 class RequestTracker:
     """Measures one request and reports its :class:`Outcome` exactly once."""
 
@@ -86,20 +101,16 @@ class RequestTracker:
         "_done",
         "_first_output",
         "_info",
-        "_pricer",
         "_sinks",
         "_start_time",
         "_started",
         "_text",
     )
 
-    def __init__(
-        self, info: RequestInfo, sinks: Sequence[OutcomeSink], pricer: Pricer | None = None
-    ) -> None:
-        """Start the clock for ``info``; ``pricer`` prices usage this tracker estimates."""
+    def __init__(self, info: RequestInfo, sinks: Sequence[OutcomeSink]) -> None:
+        """Start the clock for ``info``; report to each of ``sinks``."""
         self._info = info
         self._sinks = sinks
-        self._pricer = pricer
         self._started = time.monotonic()
         self._start_time = timestamp_pb2.Timestamp()
         self._start_time.GetCurrentTime()
@@ -121,9 +132,7 @@ class RequestTracker:
         """Note a streamed chunk: the first one fixes the time to first token."""
         if self._first_output is None:
             self._first_output = time.monotonic()
-        self._text += (
-            len(chunk.text_delta) + len(chunk.reasoning_delta) + len(chunk.refusal_delta)
-        ) + sum(len(d.arguments_delta) for d in chunk.tool_call_deltas)
+        self._text += len(chunk_text(chunk))
 
     def succeeded(self, result: CompletionResult) -> CompletionResult:
         """Stamp and report the engine's ``result`` (changed in place and returned)."""
@@ -135,44 +144,51 @@ class RequestTracker:
         """The final result for a request that ended with ``error``, reported.
 
         Cancellations and deadlines get finish reason CANCELLED; anything else
-        ERROR. When output was streamed, usage is estimated from it (and from the
-        prompt) and priced by the pricer.
+        ERROR. ``served_by`` is the deployment noted in ``call.placement``. When
+        output was streamed, usage is estimated from it (and from the prompt) and
+        priced at that deployment's prices (see the module docstring).
         """
         status = status_from_exception(error)
-        finish = (
-            common_pb2.FINISH_REASON_CANCELLED
-            if grpc_code_of(status)
-            in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)
-            else common_pb2.FINISH_REASON_ERROR
-        )
         result = CompletionResult(
-            request_id=self._info.call.request_id, finish_reason=finish, error=status
+            request_id=self._info.call.request_id,
+            finish_reason=failed_finish_reason(status),
+            error=status,
         )
+        placement = self._info.call.placement.placement
+        if placement is not None:
+            result.served_by.CopyFrom(placement.served_by)
+            result.cached = placement.cached
         if self._first_output is not None:
             result.usage.CopyFrom(self._estimated_usage())
-            if self._pricer is not None:
-                result.cost.CopyFrom(self._pricer(self._info.requested_model, result.usage))
+            if placement is not None:
+                result.cost.CopyFrom(cost_of(result.usage, placement.pricing))
         self._stamp(result)
         self._report(result)
         return result
 
     def cancelled(self) -> CompletionResult:
         """The final result of a request stopped by its caller: CANCELLED, or
-        DEADLINE_EXCEEDED once the request's deadline has passed."""
+        DEADLINE_EXCEEDED once the request's deadline has passed.
+
+        The deadline was derived from gRPC's remaining time when the call was
+        picked up, a moment after gRPC started its own clock; a cancellation
+        within :data:`DEADLINE_SLACK_SECONDS` of it is gRPC's deadline firing.
+        """
         deadline = self._info.call.deadline
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_SECONDS:
             return self.failed(DeadlineExceeded("the request's deadline passed"))
         return self.failed(Cancelled("the request was cancelled"))
 
     def embedded(self, response: inference_pb2.EmbedResponse) -> None:
         """Report a successful embedding call."""
-        self._report_parts(
-            served_by=response.served_by,
-            usage=response.usage,
-            cost=response.cost,
-            cached=response.cached,
-            finish_reason=common_pb2.FINISH_REASON_STOP,
-            error=None,
+        self._report(
+            CompletionResult(
+                served_by=response.served_by,
+                usage=response.usage,
+                cost=response.cost,
+                cached=response.cached,
+                finish_reason=common_pb2.FINISH_REASON_STOP,
+            )
         )
 
     def _stamp(self, result: CompletionResult) -> None:
@@ -184,25 +200,6 @@ class RequestTracker:
             result.time_to_first_token.CopyFrom(_duration(self._first_output - self._started))
 
     def _report(self, result: CompletionResult) -> None:
-        self._report_parts(
-            served_by=result.served_by,
-            usage=result.usage,
-            cost=result.cost,
-            cached=result.cached,
-            finish_reason=result.finish_reason,
-            error=result.error if result.HasField("error") else None,
-        )
-
-    def _report_parts(
-        self,
-        *,
-        served_by: common_pb2.ServingInfo,
-        usage: common_pb2.Usage,
-        cost: common_pb2.Cost,
-        cached: bool,
-        finish_reason: common_pb2.FinishReason.ValueType,
-        error: status_pb2.Status | None,
-    ) -> None:
         if self._done:
             return
         self._done = True
@@ -210,12 +207,12 @@ class RequestTracker:
         outcome = Outcome(
             request=self._info,
             start_time=self._start_time,
-            served_by=served_by,
-            usage=usage,
-            cost=cost,
-            cached=cached,
-            finish_reason=finish_reason,
-            error=error,
+            served_by=result.served_by,
+            usage=result.usage,
+            cost=result.cost,
+            cached=result.cached,
+            finish_reason=result.finish_reason,
+            error=result.error if result.HasField("error") else None,
             latency_seconds=now - self._started,
             time_to_first_token_seconds=(
                 None if self._first_output is None else self._first_output - self._started

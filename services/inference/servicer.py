@@ -32,7 +32,6 @@ from services.inference.call_metadata import caller_of, usage_trailers
 from services.inference.calls import RequestStarter, RpcScope, closing_stream
 from services.inference.chat import ChatSession
 from services.inference.engine import CompletionChunk, CompletionEngine, CompletionResult
-from services.inference.estimates import ListedPrices
 from services.inference.outcome import OutcomeSink, RequestTracker
 from services.kernel.context import current_request_id, new_request_id
 from services.kernel.errors import (
@@ -60,7 +59,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, engine: CompletionEngine, sinks: Sequence[OutcomeSink]) -> None:
         """Serve ``engine``; every request's outcome goes to each of ``sinks``."""
         self._engine = engine
-        self._starter = RequestStarter(sinks, ListedPrices(engine))
+        self._starter = RequestStarter(sinks)
 
     async def Complete(  # noqa: N802 - the generated method name
         self, request: inference_pb2.CompleteRequest, context: Context
@@ -71,16 +70,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         tracker = self._starter.completion(
             events_pb2.INFERENCE_OPERATION_COMPLETE, "Complete", completion, _scope(context)
         )
-        try:
-            result = await _before(
-                tracker.info.call.deadline, self._engine.complete(completion, tracker.info.call)
-            )
-        except asyncio.CancelledError:
-            tracker.cancelled()
-            raise
-        except Exception as exc:
-            tracker.failed(exc)
-            raise
+        result = await _tracked(tracker, self._engine.complete(completion, tracker.info.call))
         result = tracker.succeeded(result)
         context.set_trailing_metadata(_trailers_of(result))
         if result.HasField("error"):
@@ -149,21 +139,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.EmbedRequest, context: Context
     ) -> inference_pb2.EmbedResponse:
         """Embeddings; usage and cost also in the trailing metadata."""
-        if not request.request_id:
-            request.request_id = current_request_id() or new_request_id()
+        _ensure_request_id(request)
         tracker = self._starter.embedding(
             events_pb2.INFERENCE_OPERATION_EMBED, request, _scope(context)
         )
-        try:
-            response = await _before(
-                tracker.info.call.deadline, self._engine.embed(request, tracker.info.call)
-            )
-        except asyncio.CancelledError:
-            tracker.cancelled()
-            raise
-        except Exception as exc:
-            tracker.failed(exc)
-            raise
+        response = await _tracked(tracker, self._engine.embed(request, tracker.info.call))
         response.request_id = request.request_id
         tracker.embedded(response)
         context.set_trailing_metadata(
@@ -204,20 +184,34 @@ def _scope(context: Context) -> RpcScope:
     return RpcScope.of(caller_of(context.invocation_metadata()), context.time_remaining())
 
 
-def _ensure_request_id(request: inference_pb2.CompletionRequest) -> None:
+def _ensure_request_id(
+    request: inference_pb2.CompletionRequest | inference_pb2.EmbedRequest,
+) -> None:
+    """Give ``request`` the call's request id, or a new one, when it has none."""
     if not request.request_id:
         request.request_id = current_request_id() or new_request_id()
 
 
-async def _before(deadline: float | None, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable``; DEADLINE_EXCEEDED when ``deadline`` (monotonic) passes first."""
-    if deadline is None:
-        return await awaitable
+async def _tracked(tracker: RequestTracker, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` within the request's deadline (DEADLINE_EXCEEDED after it).
+
+    A failure or cancellation is reported through ``tracker`` and raised again;
+    a success is left for the caller to report.
+    """
+    timeout = asyncio.timeout_at(tracker.info.call.deadline)
     try:
-        async with asyncio.timeout_at(deadline):
+        async with timeout:
             return await awaitable
-    except TimeoutError:
-        raise DeadlineExceeded("the request's deadline passed") from None
+    except asyncio.CancelledError:
+        tracker.cancelled()
+        raise
+    except Exception as exc:
+        if not timeout.expired():
+            tracker.failed(exc)
+            raise
+        error = DeadlineExceeded("the request's deadline passed")
+        tracker.failed(error)
+        raise error from None
 
 
 async def _until(deadline: float, stream: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -85,6 +85,21 @@ class Job:
     disable_fallbacks: bool = False
     success_on_return: bool = True
     """False for streams: the caller reports the outcome when the stream ends."""
+    on_attempt: Callable[[Attempt], None] | None = None
+    """Told about each attempt just before it starts; must not raise."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a job: where it runs and how many attempts it makes so far.
+
+    ``number`` counts this attempt (the first is 1); ``fallback_from`` is the
+    requested name when a fallback route runs it, else empty.
+    """
+
+    candidate: Candidate
+    number: int
+    fallback_from: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,11 @@ class Placed(Generic[T]):
     started: float
     fallback_from: str = ""
     """The requested name when a fallback route served the call, else empty."""
+
+    @property
+    def attempt(self) -> Attempt:
+        """The attempt that succeeded."""
+        return Attempt(self.candidate, self.attempts, self.fallback_from)
 
 
 @dataclass(slots=True)
@@ -203,6 +223,9 @@ class Executor:
                 retry += 1
             key = turn.candidate.target.key
             tally.attempts += 1
+            fallback_from = "" if route is primary else job.ref
+            if job.on_attempt is not None:
+                job.on_attempt(Attempt(turn.candidate, tally.attempts, fallback_from))
             started = self._clock.monotonic()
             try:
                 value = await self._attempt(attempt, turn.candidate, job)
@@ -222,7 +245,6 @@ class Executor:
                 continue
             if job.success_on_return:
                 await self._health.success(key)
-            fallback_from = "" if route is primary else job.ref
             return Placed(value, turn.candidate, tally.attempts, started, fallback_from)
         return None
 

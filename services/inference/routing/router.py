@@ -5,7 +5,9 @@ It resolves the requested name, checks token limits, places the call with the
 :class:`~services.inference.routing.execution.Executor` (strategies, retries,
 fallbacks, cooldown, deadline) and completes every result with usage, cost and
 ``served_by``. Streams that fail after their first chunk end with a result whose
-``error`` is set and whose usage counts what was streamed.
+``error`` is set and whose usage counts what was streamed. Every attempt is
+noted in ``call.placement`` before it starts, so a request that ends early
+(cancelled, failed) still says where it ran.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from services.inference.engine import (
     CallContext,
     CompletionRequest,
     CompletionResult,
+    Placement,
     StreamEvent,
+    failed_finish_reason,
 )
 from services.inference.routing import limits
 from services.inference.routing.adapters import AdapterPool
 from services.inference.routing.clock import Clock, SystemClock
-from services.inference.routing.execution import Executor, Job, Placed
+from services.inference.routing.execution import Attempt, Executor, Job, Placed
 from services.inference.routing.health import HealthBoard, LocalHealth, RedisHealth
 from services.inference.routing.live import LiveTable
 from services.inference.routing.options import RoutingOptions
@@ -152,7 +156,8 @@ class Router:
                 adapter_request = limits.capped(request, candidate.target.version)
                 return await candidate.target.adapter.complete(adapter_request)
 
-            placed = await self._executor.run(table, self._job(scope, call), attempt)
+            job = self._job(call, request.model, request.options, scope)
+            placed = await self._executor.run(table, job, attempt)
         result = placed.value
         ended = self._clock.monotonic()
         self._stats.observe(placed.candidate.target.key, ended - placed.started)
@@ -171,7 +176,9 @@ class Router:
         began = self._clock.monotonic()
         scope = self._scope(request, streaming=True)
         with self._live.use() as table:
-            job = dataclasses.replace(self._job(scope, call), success_on_return=False)
+            job = dataclasses.replace(
+                self._job(call, request.model, request.options, scope), success_on_return=False
+            )
 
             async def attempt(candidate: Candidate) -> StreamOutcome:
                 adapter_request = limits.capped(request, candidate.target.version)
@@ -212,7 +219,7 @@ class Router:
         ended = self._clock.monotonic()
         outcome = placed.value
         if result.HasField("error"):
-            result.finish_reason = common_pb2.FINISH_REASON_ERROR
+            result.finish_reason = failed_finish_reason(result.error)
             result.usage.CopyFrom(scope.usage(placed.candidate, outcome.text()))
             if outcome.failure is not None:
                 await self._executor.report_failure(placed.candidate, outcome.failure)
@@ -233,21 +240,13 @@ class Router:
         self, request: inference_pb2.EmbedRequest, call: CallContext
     ) -> inference_pb2.EmbedResponse:
         """Embeddings with usage, cost and ``served_by``."""
-        began = self._clock.monotonic()
         scope = self._scope(None)
         with self._live.use() as table:
 
             async def attempt(candidate: Candidate) -> inference_pb2.EmbedResponse:
                 return await candidate.target.adapter.embed(request)
 
-            job = Job(
-                ref=request.model,
-                admit=lambda candidate: (),
-                demand=scope.demand,
-                deadline=_deadline(call, request.options, began),
-                extra_fallbacks=tuple(request.options.fallback_models),
-                disable_fallbacks=request.options.disable_fallbacks,
-            )
+            job = self._job(call, request.model, request.options, scope)
             placed = await self._executor.run(table, job, attempt)
         response = placed.value
         version = placed.candidate.target.version
@@ -262,7 +261,7 @@ class Router:
             )
         response.request_id = request.request_id or call.request_id
         response.cost.CopyFrom(cost_of(response.usage, version.pricing))
-        response.served_by.CopyFrom(_served_by(placed))
+        response.served_by.CopyFrom(_served_by(placed.attempt))
         return response
 
     async def count_tokens(
@@ -299,16 +298,23 @@ class Router:
             request, self._counter, self._options, self._stats, self._rng, streaming=streaming
         )
 
-    def _job(self, scope: _Scope, call: CallContext) -> Job:
-        request = scope.request
-        assert request is not None
+    def _job(
+        self, call: CallContext, model: str, options: inference_pb2.RequestOptions, scope: _Scope
+    ) -> Job:
+        """The job of a call for ``model``; each attempt is noted in ``call.placement``."""
+
+        def note(attempt: Attempt) -> None:
+            pricing = attempt.candidate.target.version.pricing
+            call.placement.place(Placement(_served_by(attempt), pricing))
+
         return Job(
-            ref=request.model,
+            ref=model,
             admit=scope.admit,
             demand=scope.demand,
-            deadline=_deadline(call, request.options, self._clock.monotonic()),
-            extra_fallbacks=tuple(request.options.fallback_models),
-            disable_fallbacks=request.options.disable_fallbacks,
+            deadline=_deadline(call, options, self._clock.monotonic()),
+            extra_fallbacks=tuple(options.fallback_models),
+            disable_fallbacks=options.disable_fallbacks,
+            on_attempt=note,
         )
 
     def _finish(
@@ -323,7 +329,7 @@ class Router:
     ) -> None:
         result.request_id = request.request_id or call.request_id
         result.cost.CopyFrom(cost_of(result.usage, placed.candidate.target.version.pricing))
-        result.served_by.CopyFrom(_served_by(placed))
+        result.served_by.CopyFrom(_served_by(placed.attempt))
         result.latency.FromNanoseconds(round((ended - began) * 1e9))
 
 
@@ -360,8 +366,9 @@ class _Scope:
         return found
 
     def admit(self, candidate: Candidate) -> tuple[FieldViolation, ...]:
-        """The token limits of ``candidate`` the request breaks."""
-        assert self.request is not None
+        """The token limits of ``candidate`` the request breaks (none for embeddings)."""
+        if self.request is None:
+            return ()
         version = candidate.target.version
         if not (version.context_window or version.max_output_tokens or candidate.max_input_tokens):
             return ()
@@ -423,16 +430,16 @@ def _empty(usage: common_pb2.Usage) -> bool:
     return usage.input_tokens == 0 and usage.output_tokens == 0
 
 
-def _served_by(placed: Placed[Any]) -> common_pb2.ServingInfo:
-    version = placed.candidate.target.version
+def _served_by(attempt: Attempt) -> common_pb2.ServingInfo:
+    version = attempt.candidate.target.version
     return common_pb2.ServingInfo(
         provider=version.provider,
-        deployment_id=placed.candidate.deployment_id,
+        deployment_id=attempt.candidate.deployment_id,
         model=version.model,
         model_version=version.version,
         provider_model_id=version.provider_model_id,
-        attempt_count=placed.attempts,
-        fallback_from=placed.fallback_from,
+        attempt_count=attempt.number,
+        fallback_from=attempt.fallback_from,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from provider_adapters.errors import MalformedResponse
-from services.inference.engine import CompletionChunk, CompletionResult, StreamEvent
+from services.inference.engine import CompletionChunk, CompletionResult, StreamEvent, chunk_text
 from services.inference.routing.clock import Clock
 from services.kernel.errors import DeadlineExceeded, LlmgwError, status_from_exception
 
@@ -54,14 +54,7 @@ class StreamOutcome:
 
     def _record(self, chunk: CompletionChunk) -> None:
         self.chunks += 1
-        if chunk.text_delta:
-            self._text.append(chunk.text_delta)
-        if chunk.reasoning_delta:
-            self._text.append(chunk.reasoning_delta)
-        if chunk.refusal_delta:
-            self._text.append(chunk.refusal_delta)
-        for delta in chunk.tool_call_deltas:
-            self._text.append(delta.function_name + delta.arguments_delta)
+        self._text.append(chunk_text(chunk))
 
 
 async def relay(

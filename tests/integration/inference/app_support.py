@@ -28,7 +28,8 @@ from tests.integration.inference.helpers import eventually
 
 ROUTING = """
 versions:
-  - model: sim
+  - &sim
+    model: sim
     version: "1"
     provider: simulated
     provider_model_id: sim-1
@@ -39,17 +40,9 @@ versions:
       currency_code: USD
       input_per_million_nanos: "1000000000"
       output_per_million_nanos: "2000000000"
-  - model: sim-slow
-    version: "1"
-    provider: simulated
+  - <<: *sim
+    model: sim-slow
     provider_model_id: sim-slow-1
-    context_window: 8192
-    max_output_tokens: 1024
-    capabilities: [CAPABILITY_CHAT, CAPABILITY_STREAMING]
-    pricing:
-      currency_code: USD
-      input_per_million_nanos: "1000000000"
-      output_per_million_nanos: "2000000000"
     provider_options: {output_tokens: "40", tokens_per_second: "20"}
 """
 

@@ -23,6 +23,7 @@ def completion(
     timeout_seconds: float | None = None,
     bypass_cache: bool = False,
     tags: dict[str, str] | None = None,
+    fallback_models: tuple[str, ...] = (),
 ) -> inference_pb2.CompletionRequest:
     request = inference_pb2.CompletionRequest(
         request_id=request_id,
@@ -31,6 +32,7 @@ def completion(
     )
     request.options.bypass_cache = bypass_cache
     request.options.tags.update(tags or {})
+    request.options.fallback_models.extend(fallback_models)
     if timeout_seconds is not None:
         request.options.timeout.CopyFrom(
             duration_pb2.Duration(

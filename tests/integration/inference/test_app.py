@@ -186,6 +186,8 @@ async def test_one_usage_event_per_request_also_failed_and_cancelled(
     assert cancelled.error.code == grpc.StatusCode.CANCELLED.value[0]
     assert cancelled.finish_reason == common_pb2.FINISH_REASON_CANCELLED
     assert cancelled.HasField("time_to_first_token")
+    assert (cancelled.served_by.provider, cancelled.served_by.model) == ("simulated", "sim-slow")
+    assert cancelled.usage.output_tokens > 0 and cancelled.cost.total_nanos > 0
     ids = [envelope.id for envelope in usage_log.envelopes]
     assert sorted(set(ids)) == ["u-404", "u-cancel", "u-ok"]
 

@@ -13,8 +13,14 @@ from grpc import aio
 from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
 from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
-from tests.integration.inference.conftest import OutcomeLog
-from tests.integration.inference.engine_double import BREAK_AFTER_CHUNKS, SimulatedEngine
+from services.inference.routing import Router
+from tests.integration.inference.conftest import (
+    BREAK_AFTER_CHUNKS,
+    BROKEN_OUTPUT_TOKENS,
+    OutcomeLog,
+    Running,
+    upstream,
+)
 from tests.integration.inference.helpers import completion, eventually
 
 if TYPE_CHECKING:
@@ -44,8 +50,24 @@ class Transcript:
         self.order: list[tuple[str, str]] = []
 
     async def read_one(self) -> inference_pb2.ChatResponse:
+        response = await self._read()
+        assert response is not None
+        return response
+
+    async def read_until_final(self, request_id: str) -> inference_pb2.CompletionResult:
+        while not self.finals.get(request_id):
+            await self.read_one()
+        return self.finals[request_id][0]
+
+    async def read_to_end(self) -> None:
+        while await self._read() is not None:
+            pass
+
+    async def _read(self) -> inference_pb2.ChatResponse | None:
+        """The next response, sorted in; None at the end of the call."""
         response = await self.call.read()
-        assert response is not aio.EOF
+        if response is aio.EOF:
+            return None
         assert isinstance(response, inference_pb2.ChatResponse)
         kind = response.WhichOneof("event") or ""
         self.order.append((response.request_id, kind))
@@ -55,27 +77,9 @@ class Transcript:
             self.finals[response.request_id].append(response.final)
         return response
 
-    async def read_until_final(self, request_id: str) -> inference_pb2.CompletionResult:
-        while not self.finals.get(request_id):
-            await self.read_one()
-        return self.finals[request_id][0]
-
-    async def read_to_end(self) -> None:
-        while True:
-            response = await self.call.read()
-            if response is aio.EOF:
-                return
-            assert isinstance(response, inference_pb2.ChatResponse)
-            kind = response.WhichOneof("event") or ""
-            self.order.append((response.request_id, kind))
-            if kind == "delta":
-                self.deltas[response.request_id].append(response.delta)
-            else:
-                self.finals[response.request_id].append(response.final)
-
 
 async def test_two_concurrent_requests_one_cancelled_mid_stream(
-    stub: Stub, engine: SimulatedEngine, outcomes: OutcomeLog
+    stub: Stub, router: Router, outcomes: OutcomeLog
 ) -> None:
     call = stub.Chat()
     chat = Transcript(call)
@@ -88,7 +92,7 @@ async def test_two_concurrent_requests_one_cancelled_mid_stream(
     assert cancelled.finish_reason == common_pb2.FINISH_REASON_CANCELLED
     assert cancelled.error.code == CANCELLED
     assert cancelled.usage.output_tokens > 0 and cancelled.cost.total_nanos > 0
-    await eventually(lambda: "slow" in engine.upstream_cancelled)
+    await eventually(lambda: "slow" in upstream(router, "sim-slow").cancelled)
 
     completed = await chat.read_until_final("fast")
     assert completed.finish_reason == common_pb2.FINISH_REASON_STOP
@@ -122,7 +126,7 @@ async def test_an_error_travels_in_the_stream_and_the_stream_lives_on(
     broken = await chat.read_until_final("broken")
     assert len(chat.deltas["broken"]) == BREAK_AFTER_CHUNKS
     assert broken.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
-    assert broken.usage.output_tokens == BREAK_AFTER_CHUNKS
+    assert broken.usage.output_tokens == BROKEN_OUTPUT_TOKENS
 
     await call.write(start("after"))
     after = await chat.read_until_final("after")
@@ -162,6 +166,11 @@ async def test_protocol_mistakes_get_an_invalid_argument_final(
         common_pb2.FINISH_REASON_CANCELLED,
     ]
     assert await call.code() == grpc.StatusCode.OK
+    # One event per request id: the duplicate's rejection adds none to the one of "twice".
+    by_request = outcomes.by_request()
+    assert {rid: [o.status for o in found] for rid, found in by_request.items()} == {
+        "twice": [grpc.StatusCode.CANCELLED]
+    }
 
 
 async def test_half_close_lets_in_flight_requests_finish(stub: Stub) -> None:
@@ -179,7 +188,7 @@ async def test_half_close_lets_in_flight_requests_finish(stub: Stub) -> None:
 
 
 async def test_cancelling_the_call_cancels_every_upstream_request(
-    stub: Stub, engine: SimulatedEngine, outcomes: OutcomeLog
+    stub: Stub, router: Router, outcomes: OutcomeLog
 ) -> None:
     call = stub.Chat()
     chat = Transcript(call)
@@ -188,13 +197,13 @@ async def test_cancelling_the_call_cancels_every_upstream_request(
     while not (chat.deltas["a"] and chat.deltas["b"]):
         await chat.read_one()
     call.cancel()
-    await eventually(lambda: {"a", "b"} <= engine.upstream_cancelled)
+    await eventually(lambda: {"a", "b"} <= upstream(router, "sim-slow").cancelled)
     await eventually(lambda: len(outcomes.outcomes) == 2)
     assert {o.status for o in outcomes.outcomes} == {grpc.StatusCode.CANCELLED}
 
 
 async def test_the_deadline_of_the_call_cancels_every_request(
-    stub: Stub, engine: SimulatedEngine, outcomes: OutcomeLog
+    stub: Stub, router: Router, outcomes: OutcomeLog
 ) -> None:
     call = stub.Chat(timeout=0.5)
     await call.write(start("a", "sim-slow"))
@@ -202,7 +211,7 @@ async def test_the_deadline_of_the_call_cancels_every_request(
     with pytest.raises(aio.AioRpcError) as caught:
         await Transcript(call).read_to_end()
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await eventually(lambda: {"a", "b"} <= engine.upstream_cancelled)
+    await eventually(lambda: {"a", "b"} <= upstream(router, "sim-slow").cancelled)
     await eventually(lambda: len(outcomes.outcomes) == 2)
     assert {o.status for o in outcomes.outcomes} == {grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -233,3 +242,18 @@ async def test_many_requests_on_one_stream(stub: Stub) -> None:
     await asyncio.gather(write_all(), chat.read_to_end())
     assert len(chat.finals) == 50
     assert all(len(f) == 1 and len(chat.deltas[r]) == 16 for r, f in chat.finals.items())
+
+
+async def test_a_client_that_goes_away_cancels_its_upstream_requests(
+    running: Running, router: Router, outcomes: OutcomeLog
+) -> None:
+    channel = aio.insecure_channel(f"127.0.0.1:{running.server.port}")
+    call = inference_pb2_grpc.InferenceServiceStub(channel).Chat()
+    await call.write(start("gone", "sim-slow"))
+    response = await call.read()
+    assert isinstance(response, inference_pb2.ChatResponse) and response.HasField("delta")
+    await channel.close(None)
+    await eventually(lambda: "gone" in upstream(router, "sim-slow").cancelled)
+    await eventually(lambda: len(outcomes.outcomes) == 1)
+    assert outcomes.outcomes[0].status == grpc.StatusCode.CANCELLED
+    assert outcomes.outcomes[0].served_by.model == "sim-slow"

@@ -21,6 +21,7 @@ from tests.unit.inference.routing_support import (
     adapters,
     request,
     snapshot,
+    trip_cooldown,
     version,
 )
 
@@ -73,12 +74,7 @@ async def test_cooldown_is_shared_between_replicas(
         _table(), options, redis_client, adapters=adapters(), clock=clock, rng=random.Random(1)
     )
     try:
-        for _ in range(2):
-            with pytest.raises(ProviderServerError):
-                await one.complete(request("flaky"), CallContext("r"))
-        with pytest.raises(Unavailable) as raised:
-            await one.complete(request("flaky"), CallContext("r"))
-        assert raised.value.reason == "DEPLOYMENTS_COOLING_DOWN"
+        await trip_cooldown(one, "flaky", failures=2)
 
         # The other replica never called "flaky" and still skips it.
         result = await two.complete(request("g"), CallContext("r"))

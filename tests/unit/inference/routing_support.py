@@ -11,14 +11,22 @@ from its deployment options:
 ``chunks``                  chunks per stream (default 5)
 ``context_window_error``    ``1``: failures are the provider's context-window error
 ==========================  =======================================================
+
+The ``simulated`` provider is served by :class:`WatchedSimulatedAdapter`: the real
+simulated adapter, which also notes the request ids whose calls started and those
+whose calls were cancelled or closed before they finished, so a test can tell
+that a cancellation reached the provider call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from importlib.metadata import EntryPoint
 from typing import Any
+
+import pytest
 
 from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2
@@ -36,8 +44,14 @@ from provider_adapters.base import (
     ProviderAdapter,
     StreamEvent,
 )
-from provider_adapters.errors import ProviderError, error_for_status
+from provider_adapters.errors import ProviderError, ProviderServerError, error_for_status
+from provider_adapters.simulated import CAPABILITIES as SIMULATED_CAPABILITIES
+from provider_adapters.simulated import PROVIDER as SIMULATED
+from provider_adapters.simulated import SimulatedAdapter
+from services.inference.engine import CallContext
+from services.inference.routing import Router, RoutingOptions
 from services.inference.routing.snapshot import parse_snapshot
+from services.kernel.errors import Unavailable
 from services.kernel.plugins import PluginRegistry
 
 
@@ -114,20 +128,60 @@ class ScriptedAdapter(ProviderAdapter):
         self.closed = True
 
 
+class WatchedSimulatedAdapter(SimulatedAdapter):
+    """The simulated adapter, noting which calls started and which were cut short."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        super().__init__(deployment)
+        self.started: set[str] = set()
+        self.cancelled: set[str] = set()
+        """Request ids whose call was cancelled, or whose stream was closed early."""
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        self.started.add(request.request_id)
+        try:
+            return await super().complete(request)
+        except asyncio.CancelledError:
+            self.cancelled.add(request.request_id)
+            raise
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        self.started.add(request.request_id)
+        finished = False
+        try:
+            async for event in super().stream(request):
+                finished = isinstance(event, CompletionResult)
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            if not finished:
+                self.cancelled.add(request.request_id)
+            raise
+
+
 plugin = AdapterPlugin(
     name="scripted", create=ScriptedAdapter, capabilities=ScriptedAdapter.capabilities
+)
+watched_simulated = AdapterPlugin(
+    name=SIMULATED, create=WatchedSimulatedAdapter, capabilities=SIMULATED_CAPABILITIES
 )
 
 
 def adapters() -> PluginRegistry[AdapterPlugin]:
-    """The simulated and scripted adapter plugins, found like installed ones."""
+    """The (watched) simulated and scripted adapter plugins, found like installed ones."""
+    module = "tests.unit.inference.routing_support"
     return PluginRegistry(
         ADAPTERS,
         available=[
-            EntryPoint("simulated", "provider_adapters.simulated:plugin", ADAPTERS.group),
-            EntryPoint("scripted", "tests.unit.inference.routing_support:plugin", ADAPTERS.group),
+            EntryPoint(SIMULATED, f"{module}:watched_simulated", ADAPTERS.group),
+            EntryPoint("scripted", f"{module}:plugin", ADAPTERS.group),
         ],
     )
+
+
+FAST_RETRIES = RoutingOptions(
+    backoff_base_seconds=0.01, backoff_max_seconds=0.04, cooldown_failures=100
+)
+"""Short backoffs and no cooldown, so retries stay quick and every call reaches its adapter."""
 
 
 class RecordingClock:
@@ -189,3 +243,15 @@ def request(model: str, text: str = "hello there", **sampling: Any) -> Completio
         ],
         sampling=inference_pb2.SamplingParameters(**sampling),
     )
+
+
+async def trip_cooldown(router: Router, model: str, failures: int) -> Unavailable:
+    """Fail ``failures`` calls of ``model`` (503s), then return the error of the next call,
+    which the cooldown refuses."""
+    for _ in range(failures):
+        with pytest.raises(ProviderServerError):
+            await router.complete(request(model), CallContext("r"))
+    with pytest.raises(Unavailable) as refused:
+        await router.complete(request(model), CallContext("r"))
+    assert refused.value.reason == "DEPLOYMENTS_COOLING_DOWN"
+    return refused.value

@@ -20,19 +20,19 @@ from services.inference.engine import CallContext, CompletionChunk, CompletionRe
 from services.inference.routing import Router, RoutingOptions
 from services.kernel.errors import DeadlineExceeded, Unavailable
 from tests.unit.inference.routing_support import (
+    FAST_RETRIES,
     RecordingClock,
     ScriptedAdapter,
     adapters,
     request,
     snapshot,
+    trip_cooldown,
     version,
 )
 
-FAST = RoutingOptions(backoff_base_seconds=0.01, backoff_max_seconds=0.04, cooldown_failures=100)
-
 
 async def _router(
-    options: RoutingOptions = FAST, clock: RecordingClock | None = None, **sections: Any
+    options: RoutingOptions = FAST_RETRIES, clock: RecordingClock | None = None, **sections: Any
 ) -> Router:
     return await Router.create(
         snapshot(**sections),
@@ -247,13 +247,8 @@ async def test_cooldown_after_consecutive_failures_in_process() -> None:
     options = RoutingOptions(max_retries=0, cooldown_failures=2, cooldown_seconds=30)
     router = await _router(options, clock, versions=[version("bot", options={"fail_first": "2"})])
     try:
-        for _ in range(2):
-            with pytest.raises(ProviderServerError):
-                await router.complete(request("bot"), CallContext("r"))
-        with pytest.raises(Unavailable) as raised:
-            await router.complete(request("bot"), CallContext("r"))
-        assert raised.value.reason == "DEPLOYMENTS_COOLING_DOWN"
-        assert raised.value.retry_after_seconds == 30
+        refused = await trip_cooldown(router, "bot", failures=2)
+        assert refused.retry_after_seconds == 30
         assert len(_adapter(router, "bot/versions/1").calls) == 2
         clock.now += 31
         result = await router.complete(request("bot"), CallContext("r"))
@@ -302,7 +297,7 @@ async def test_stream_failing_after_first_chunk_ends_with_an_error_result() -> N
         await router.aclose()
 
 
-async def test_stream_past_the_deadline_ends_with_an_error_result() -> None:
+async def test_stream_past_the_deadline_ends_with_a_cancelled_result() -> None:
     router = await Router.create(
         snapshot(
             versions=[version("slow", provider="simulated", options={"tokens_per_second": "20"})]
@@ -316,6 +311,7 @@ async def test_stream_past_the_deadline_ends_with_an_error_result() -> None:
         final = events[-1]
         assert isinstance(final, CompletionResult)
         assert final.error.code == 4  # DEADLINE_EXCEEDED
+        assert final.finish_reason == common_pb2.FINISH_REASON_CANCELLED
         assert 1 <= len(events) - 1 < 16
         assert final.usage.output_tokens > 0
     finally:
@@ -324,7 +320,7 @@ async def test_stream_past_the_deadline_ends_with_an_error_result() -> None:
 
 async def test_table_swap_keeps_running_streams_and_closes_old_adapters() -> None:
     first = snapshot(versions=[version("bot", options={"chunks": "3"})])
-    router = await Router.create(first, FAST, adapters=adapters())
+    router = await Router.create(first, FAST_RETRIES, adapters=adapters())
     try:
         old = _adapter(router, "bot/versions/1")
         stream = router.stream(request("bot"), CallContext("s"))
@@ -347,7 +343,7 @@ async def test_table_swap_keeps_running_streams_and_closes_old_adapters() -> Non
 
 async def test_unchanged_versions_keep_their_adapter_across_swaps() -> None:
     table = snapshot(versions=[version("bot")])
-    router = await Router.create(table, FAST, adapters=adapters())
+    router = await Router.create(table, FAST_RETRIES, adapters=adapters())
     try:
         before = _adapter(router, "bot/versions/1")
         router.replace_table(snapshot(versions=[version("bot"), version("new")]))
