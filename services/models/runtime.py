@@ -1,0 +1,155 @@
+"""The resources of one ``models`` process, opened before serving and closed after.
+
+:meth:`RegistryRuntime.lifespan` opens, in order: the database (migrated to
+the registry schema), the event bus (Kafka when ``kafka.bootstrap_servers``
+is set, else in-process), the registry with its change feed, the seed
+document (when configured) and the event relay task. They close in reverse
+after the server drained; changes not yet published stay in the outbox and
+are published by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import entry_points
+
+from grpc import aio
+
+from llmgw.events.v1 import events_pb2
+from llmgw.models.v1 import models_pb2_grpc
+from services.kernel.config import KafkaSettings
+from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
+from services.kernel.migrations import migrate
+from services.kernel.plugins import PluginGroup
+from services.kernel.sql import Database, DatabaseConfig
+from services.models.caller import SYSTEM
+from services.models.feed import ChangeFeed, FeedConfig
+from services.models.portable import import_registry
+from services.models.registry import Registry
+from services.models.relay import SOURCE, EventRelay, Publisher, RelayConfig
+from services.models.schema import COMPONENT, MIGRATIONS
+from services.models.servicer import ModelRegistryServicer
+from services.models.settings import ModelsSettings
+from services.models.store import RegistryStore
+from services.models.validation import Rules
+
+_log = logging.getLogger(__name__)
+
+
+def installed_providers() -> frozenset[str]:
+    """Names of the installed provider adapter plugins."""
+    return frozenset(ep.name for ep in entry_points(group=PluginGroup.PROVIDER_ADAPTERS.value))
+
+
+def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
+    """``settings`` with the SASL credentials read from the variables they name."""
+    return KafkaConfig(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        security_protocol=settings.security_protocol,
+        sasl_mechanism=settings.sasl_mechanism,
+        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
+        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
+        ssl_cafile=settings.ssl_cafile,
+    )
+
+
+class RegistryRuntime:
+    """Opens the process's resources and serves the ModelRegistryService over them."""
+
+    def __init__(
+        self,
+        settings: ModelsSettings,
+        env: Mapping[str, str],
+        publisher: Publisher | None = None,
+    ) -> None:
+        """Prepare; nothing opens before :meth:`lifespan`. ``publisher`` replaces the
+        configured event bus (tests)."""
+        self._settings = settings
+        self._env = env
+        self._publisher = publisher
+        self._servicer: ModelRegistryServicer | None = None
+        self._registry: Registry | None = None
+
+    @property
+    def servicer(self) -> ModelRegistryServicer:
+        """The servicer; only while :meth:`lifespan` is entered."""
+        if self._servicer is None:
+            raise RuntimeError("the models runtime is not started")
+        return self._servicer
+
+    @property
+    def registry(self) -> Registry:
+        """The registry; only while :meth:`lifespan` is entered."""
+        if self._registry is None:
+            raise RuntimeError("the models runtime is not started")
+        return self._registry
+
+    def add_to_server(self, server: aio.Server) -> None:
+        """Register the servicer (the server calls this after the lifespans started)."""
+        models_pb2_grpc.add_ModelRegistryServiceServicer_to_server(self.servicer, server)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open everything, serve, close everything in reverse."""
+        settings = self._settings
+        options = settings.registry
+        async with AsyncExitStack() as stack:
+            database = await Database.connect(DatabaseConfig(settings.database_url))
+            stack.push_async_callback(database.close)
+            await migrate(database, COMPONENT, MIGRATIONS)
+            store = RegistryStore(database)
+            publisher = self._publisher or await self._open_bus(stack)
+            relay = EventRelay(
+                store,
+                publisher,
+                RelayConfig(
+                    poll_interval_seconds=options.relay_poll_interval_seconds,
+                    retry_seconds=options.relay_retry_seconds,
+                    models_topic=options.models_topic,
+                    audit_topic=options.audit_topic,
+                ),
+            )
+            feed = ChangeFeed(store, FeedConfig(options.watch_poll_interval_seconds))
+
+            def committed() -> None:
+                feed.notify()
+                relay.notify()
+
+            rules = Rules(frozenset(options.providers) or installed_providers())
+            registry = Registry(store, rules, on_commit=committed)
+            if options.seed_file is not None:
+                document = await asyncio.to_thread(options.seed_file.read_text, encoding="utf-8")
+                result = await import_registry(registry, document, SYSTEM)
+                _log.info("registry seeded", extra={"changed": result.changed})
+            task = asyncio.create_task(relay.run(), name="registry-event-relay")
+            stack.push_async_callback(_cancel, task)
+            self._registry = registry
+            self._servicer = ModelRegistryServicer(registry, feed)
+            try:
+                yield
+            finally:
+                self._servicer = None
+                self._registry = None
+
+    async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
+        settings = self._settings
+        types = EventTypeRegistry.from_module(events_pb2)
+        if settings.kafka.bootstrap_servers:
+            bus = KafkaEventBus(kafka_config(settings.kafka, self._env), types, SOURCE)
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            return bus
+        in_process = InProcessEventBus(types, SOURCE)
+        stack.push_async_callback(in_process.close)
+        return in_process
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,39 @@
+"""Settings of the ``models`` process: the kernel's plus a ``registry`` section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.kernel.config import Section, Settings
+
+
+class RegistrySettings(Section):
+    """The registry: providers it accepts, a seed document, feed and event relay timing.
+
+    ``providers`` empty means every installed provider adapter plugin.
+    ``seed_file`` is imported (idempotently) at start, e.g. from a Helm value.
+    """
+
+    providers: tuple[str, ...] = ()
+    seed_file: Path | None = None
+    watch_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    relay_retry_seconds: float = Field(default=2.0, gt=0)
+    models_topic: str = "llmgw.models.v1"
+    audit_topic: str = "llmgw.audit.v1"
+
+
+class ModelsSettings(Settings):
+    """Everything the ``models`` process needs to start."""
+
+    service: str = "models"
+    registry: RegistrySettings = RegistrySettings()
+
+    @classmethod
+    def of(cls, settings: Settings) -> ModelsSettings:
+        """``settings`` as ModelsSettings (defaults for the registry section if absent)."""
+        if isinstance(settings, ModelsSettings):
+            return settings
+        return cls.model_validate(settings.model_dump())
