@@ -1,12 +1,6 @@
 """The gRPC metadata the inference service reads and writes besides its messages.
 
-Inbound (set by the gateway after authenticating the caller; the gateway drops
-any value a client sends under these keys):
-
-=========================  ===========================================
-``llmgw-api-key-id``       id of the API key that made the call
-``llmgw-project-id``       project of that key
-=========================  ===========================================
+Inbound: the caller's identity, as :mod:`services.kernel.identity` describes.
 
 Outbound, in the trailing metadata of ``Complete``, ``StreamComplete`` and
 ``Embed`` (decimal integers, so the gateway can account without decoding
@@ -27,9 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llmgw.common.v1 import common_pb2
-
-API_KEY_ID = "llmgw-api-key-id"
-PROJECT_ID = "llmgw-project-id"
+from services.kernel.identity import principal_of
 
 USAGE_INPUT_TOKENS = "llmgw-usage-input-tokens"
 USAGE_OUTPUT_TOKENS = "llmgw-usage-output-tokens"
@@ -50,11 +42,8 @@ class Caller:
 
 def caller_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
     """The :class:`Caller` named in invocation metadata (empty fields when absent)."""
-    found: dict[str, str] = {}
-    for key, value in metadata or ():
-        if key in (API_KEY_ID, PROJECT_ID) and isinstance(value, str):
-            found[key] = value
-    return Caller(api_key_id=found.get(API_KEY_ID, ""), project=found.get(PROJECT_ID, ""))
+    principal = principal_of(metadata)
+    return Caller(api_key_id=principal.api_key_id, project=principal.project_id)
 
 
 def usage_trailers(usage: common_pb2.Usage, cost: common_pb2.Cost, *, cached: bool) -> Metadata:

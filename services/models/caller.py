@@ -1,15 +1,8 @@
 """Who is calling: the actor and request facts recorded with every registry change.
 
-The gateway authenticates callers and forwards the principal in metadata:
-
-=========================  ===========================================
-``x-llmgw-actor-type``     ``api_key``, ``user``, ``service`` or ``system``
-``x-llmgw-actor-id``       stable id of the principal (never a secret)
-``x-llmgw-project-id``     project of the principal, if any
-``x-llmgw-actor-name``     display name, if any
-=========================  ===========================================
-
-A call without them is recorded as an unnamed actor of unspecified type.
+The gateway authenticates callers and forwards the principal in metadata (see
+:mod:`services.kernel.identity`). A call without it is recorded as an unnamed
+actor of unspecified type.
 """
 
 from __future__ import annotations
@@ -18,11 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from llmgw.common.v1 import common_pb2
-
-ACTOR_TYPE_HEADER = "x-llmgw-actor-type"
-ACTOR_ID_HEADER = "x-llmgw-actor-id"
-PROJECT_ID_HEADER = "x-llmgw-project-id"
-ACTOR_NAME_HEADER = "x-llmgw-actor-name"
+from services.kernel.identity import principal_of
 
 _ACTOR_TYPES: Mapping[str, common_pb2.ActorType.ValueType] = {
     "api_key": common_pb2.ACTOR_TYPE_API_KEY,
@@ -53,21 +42,15 @@ def caller_from_metadata(
     peer: str,
 ) -> Caller:
     """Read the actor headers of a call (see the module docstring)."""
-    values: dict[str, str] = {}
-    for key, value in metadata or ():
-        if isinstance(value, str):
-            values[key.lower()] = value
+    pairs = list(metadata or ())
+    principal = principal_of(pairs)
     actor = common_pb2.Actor(
-        type=_ACTOR_TYPES.get(
-            values.get(ACTOR_TYPE_HEADER, "").lower(), common_pb2.ACTOR_TYPE_UNSPECIFIED
-        ),
-        id=values.get(ACTOR_ID_HEADER, ""),
-        project_id=values.get(PROJECT_ID_HEADER, ""),
-        display_name=values.get(ACTOR_NAME_HEADER, ""),
+        type=_ACTOR_TYPES.get(principal.actor_type, common_pb2.ACTOR_TYPE_UNSPECIFIED),
+        id=principal.actor_id,
+        project_id=principal.project_id,
+        display_name=principal.display_name,
     )
-    return Caller(
-        actor=actor,
-        request_id=request_id,
-        client_address=peer,
-        user_agent=values.get("user-agent", ""),
+    user_agent = next(
+        (value for key, value in pairs if key == "user-agent" and isinstance(value, str)), ""
     )
+    return Caller(actor=actor, request_id=request_id, client_address=peer, user_agent=user_agent)

@@ -13,6 +13,7 @@ from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
 from llmgw.inference.v1 import inference_pb2
 from services.inference import call_metadata
+from services.kernel.identity import Principal
 from tests.integration.inference.app_support import (
     RunningApp,
     UsageLog,
@@ -148,7 +149,7 @@ async def test_one_usage_event_per_request_also_failed_and_cancelled(
         inference_pb2.CompleteRequest(
             completion=completion(request_id="u-ok", tags={"team": "search"})
         ),
-        metadata=((call_metadata.API_KEY_ID, "key-1"), (call_metadata.PROJECT_ID, "proj-1")),
+        metadata=Principal("api_key", "key-1", "proj-1").to_metadata(),
     )
     with pytest.raises(aio.AioRpcError):
         await app.stub.Complete(

@@ -15,6 +15,7 @@ from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import call_metadata
 from services.inference.routing import Router
 from services.inference.routing.pricing import cost_of
+from services.kernel.identity import Principal
 from tests.integration.inference.conftest import PRICING, OutcomeLog, Running, upstream
 from tests.integration.inference.helpers import completion, eventually, metadata_dict, status_of
 
@@ -64,7 +65,7 @@ async def test_caller_identity_comes_from_the_gateway_metadata(
 ) -> None:
     await stub.Complete(
         inference_pb2.CompleteRequest(completion=completion()),
-        metadata=((call_metadata.API_KEY_ID, "key-7"), (call_metadata.PROJECT_ID, "proj-3")),
+        metadata=Principal("api_key", "key-7", "proj-3").to_metadata(),
     )
     call = outcomes.outcomes[0].request.call
     assert (call.api_key_id, call.project) == ("key-7", "proj-3")

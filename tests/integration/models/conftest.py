@@ -27,9 +27,9 @@ from services.models.runtime import RegistryRuntime
 from services.models.settings import ModelsSettings, RegistrySettings
 
 ACTOR = (
-    ("x-llmgw-actor-type", "user"),
-    ("x-llmgw-actor-id", "alice"),
-    ("x-llmgw-project-id", "support"),
+    ("llmgw-actor-type", "user"),
+    ("llmgw-actor-id", "alice"),
+    ("llmgw-project-id", "support"),
 )
 
 

@@ -12,7 +12,7 @@ from services.models.paging import next_token, page_of
 
 def test_actor_from_metadata() -> None:
     caller = caller_from_metadata(
-        (("x-llmgw-actor-type", "API_KEY"), ("x-llmgw-actor-id", "key-1"), ("user-agent", "ua")),
+        (("llmgw-actor-type", "API_KEY"), ("llmgw-actor-id", "key-1"), ("user-agent", "ua")),
         request_id="r1",
         peer="ipv4:127.0.0.1:5",
     )
