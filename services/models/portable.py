@@ -22,7 +22,9 @@ every entry of a document:
 
 A version's ``status`` left out keeps the stored status (REGISTERED for a new
 version); ``provider``, ``provider_model_id`` and ``origin`` of a stored
-version cannot change.
+version cannot change. A ``credential.plaintext_value`` is encrypted on import
+(see :mod:`services.models.credentials`); the export holds only the
+``encrypted_value``, which imports back unchanged into a registry with the key.
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ async def _put_version(
         return 1
     if wanted.status == models_pb2.VERSION_STATUS_UNSPECIFIED:
         wanted.status = stored.status
+    registry.sealer.seal(wanted, stored)
     if _stripped(stored) == wanted:
         return 0
     changed = [f for f in _IMMUTABLE_VERSION_FIELDS if getattr(stored, f) != getattr(wanted, f)]

@@ -28,9 +28,11 @@ from services.kernel.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.kernel.secrets import Keyring
 from services.models import validation
 from services.models.caller import Caller
 from services.models.changes import ChangeContext, record
+from services.models.credentials import CredentialSealer
 from services.models.paging import apply_mask
 from services.models.refs import Ref, group_name, model_name, parse_ref, version_name
 from services.models.store import Page, RegistryReader, RegistryStore
@@ -55,6 +57,7 @@ VERSION_FIELDS = frozenset(
         "status",
         "capabilities",
         "timeouts",
+        "credential",
     }
 )
 GROUP_FIELDS = frozenset(
@@ -98,10 +101,15 @@ class Registry:
         *,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        keyring: Keyring | None = None,
     ) -> None:
-        """Serve ``store`` under ``rules``; ``on_commit`` runs after each committed write."""
+        """Serve ``store`` under ``rules``; ``on_commit`` runs after each committed write.
+
+        ``keyring`` encrypts plaintext credentials (none: they are refused).
+        """
         self.store = store
         self.rules = rules
+        self.sealer = CredentialSealer(keyring or Keyring([]))
         self._on_commit = on_commit
         self._clock = clock
 
@@ -244,6 +252,7 @@ class Registry:
         if version.origin.type == models_pb2.VERSION_ORIGIN_TYPE_UNSPECIFIED:
             version.origin.type = models_pb2.VERSION_ORIGIN_TYPE_MANUAL
         version.create_time.CopyFrom(ctx.timestamp())
+        self.sealer.seal(version, None)
         await record(
             ctx,
             resource=version,
@@ -321,8 +330,9 @@ class Registry:
     async def save_version(
         self, ctx: ChangeContext, version: models_pb2.ModelVersion, action: str
     ) -> None:
-        """Record an updated version."""
+        """Record an updated version (its credential sealed first)."""
         before = await ctx.writer.version(version.model, version.version)
+        self.sealer.seal(version, before)
         await record(
             ctx,
             resource=version,

@@ -2,10 +2,11 @@
 
 :meth:`RegistryRuntime.lifespan` opens, in order: the database (migrated to
 the registry schema), the event bus (Kafka when ``kafka.bootstrap_servers``
-is set, else in-process), the registry with its change feed, the seed
-document (when configured) and the event relay task. They close in reverse
-after the server drained; changes not yet published stay in the outbox and
-are published by the next start.
+is set, else in-process), the registry with its change feed and the secrets
+keyring of ``env`` (:mod:`services.kernel.secrets`; malformed keys fail the
+start), the seed document (when configured) and the event relay task. They
+close in reverse after the server drained; changes not yet published stay in
+the outbox and are published by the next start.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from services.kernel.config import KafkaSettings
 from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
 from services.kernel.migrations import migrate
 from services.kernel.plugins import PluginGroup
+from services.kernel.secrets import Keyring
 from services.kernel.sql import Database, DatabaseConfig
 from services.models.caller import SYSTEM
 from services.models.feed import ChangeFeed, FeedConfig
@@ -121,7 +123,8 @@ class RegistryRuntime:
                 relay.notify()
 
             rules = Rules(frozenset(options.providers) or installed_providers())
-            registry = Registry(store, rules, on_commit=committed)
+            keyring = Keyring.from_env(self._env)
+            registry = Registry(store, rules, on_commit=committed, keyring=keyring)
             if options.seed_file is not None:
                 document = await asyncio.to_thread(options.seed_file.read_text, encoding="utf-8")
                 result = await import_registry(registry, document, SYSTEM)

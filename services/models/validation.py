@@ -199,6 +199,15 @@ def _check_credential(credential: models_pb2.CredentialRef, prefix: str) -> list
             for name in ("name", "key")
             if not getattr(ref, name)
         ]
+    if source == "plaintext_value" and not credential.plaintext_value.strip():
+        return [_bad(prefix, "credential.plaintext_value", "must not be empty")]
+    if source == "encrypted_value":
+        value = credential.encrypted_value
+        return [
+            _bad(prefix, f"credential.encrypted_value.{name}", "is required")
+            for name in ("key_id", "ciphertext")
+            if not getattr(value, name)
+        ]
     return []
 
 

@@ -234,32 +234,82 @@ class SecretKeyRef(_message.Message):
 Global___SecretKeyRef: _TypeAlias = SecretKeyRef  # noqa: Y015
 
 @_typing.final
+class EncryptedValue(_message.Message):
+    """A credential encrypted at rest by the registry (AES-256-GCM) with a key
+    both the registry and the inference service read from their environment.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """Id of the key that encrypted the value; the key may be rotated out of the
+    encrypting position but must stay configured while versions use it.
+    """
+    ciphertext: _builtins.bytes
+    """Opaque ciphertext, bound to the key id and to the version's model,
+    version id, provider and endpoint; it decrypts for no other version.
+    """
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        ciphertext: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncryptedValue: _TypeAlias = EncryptedValue  # noqa: Y015
+
+@_typing.final
 class CredentialRef(_message.Message):
     """Where a credential is read from. The registry stores and returns only
-    references, never secret values.
+    references or encrypted values, never secret values in plain text.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ENV_VAR_FIELD_NUMBER: _builtins.int
     SECRET_KEY_REF_FIELD_NUMBER: _builtins.int
+    PLAINTEXT_VALUE_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_VALUE_FIELD_NUMBER: _builtins.int
     env_var: _builtins.str
     """Name of an environment variable of the inference service."""
+    plaintext_value: _builtins.str
+    """Input only: the secret value itself. The registry encrypts it when the
+    version is created or its credential updated, stores and returns only
+    `encrypted_value`, and fails with FAILED_PRECONDITION when it has no
+    encryption key. Never present in responses, changes or events.
+    """
     @_builtins.property
     def secret_key_ref(self) -> Global___SecretKeyRef:
         """A key of a Kubernetes secret."""
+
+    @_builtins.property
+    def encrypted_value(self) -> Global___EncryptedValue:
+        """The secret value encrypted by the registry (set by the registry from
+        `plaintext_value`). A client may send one back unchanged, e.g. in an
+        update or an imported document; the registry accepts it only when it
+        decrypts with one of its keys for this version.
+        """
 
     def __init__(
         self,
         *,
         env_var: _builtins.str = ...,
         secret_key_ref: Global___SecretKeyRef | None = ...,
+        plaintext_value: _builtins.str = ...,
+        encrypted_value: Global___EncryptedValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["env_var", b"env_var", "secret_key_ref", b"secret_key_ref", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["encrypted_value", b"encrypted_value", "env_var", b"env_var", "plaintext_value", b"plaintext_value", "secret_key_ref", b"secret_key_ref", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env_var", b"env_var", "secret_key_ref", b"secret_key_ref", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted_value", b"encrypted_value", "env_var", b"env_var", "plaintext_value", b"plaintext_value", "secret_key_ref", b"secret_key_ref", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["env_var", "secret_key_ref"]  # noqa: Y015
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["env_var", "secret_key_ref", "plaintext_value", "encrypted_value"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
 

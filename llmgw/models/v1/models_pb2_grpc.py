@@ -226,9 +226,10 @@ class ModelRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateModelVersion(self, request, context):
-        """Updates a version: description, labels, prices, limits or status
-        (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias points to cannot
-        be archived). Versions are never deleted, so history stays resolvable.
+        """Updates a version: description, labels, prices, limits, timeouts,
+        credential or status (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias
+        points to cannot be archived). Versions are never deleted, so history
+        stays resolvable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -57,9 +57,10 @@ class ModelRegistryServiceStub:
     ListModelVersions: _grpc.UnaryUnaryMultiCallable[_models_pb2.ListModelVersionsRequest, _models_pb2.ListModelVersionsResponse]
     """Lists the versions of a model, newest first."""
     UpdateModelVersion: _grpc.UnaryUnaryMultiCallable[_models_pb2.UpdateModelVersionRequest, _models_pb2.UpdateModelVersionResponse]
-    """Updates a version: description, labels, prices, limits or status
-    (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias points to cannot
-    be archived). Versions are never deleted, so history stays resolvable.
+    """Updates a version: description, labels, prices, limits, timeouts,
+    credential or status (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias
+    points to cannot be archived). Versions are never deleted, so history
+    stays resolvable.
     """
     CreateAlias: _grpc.UnaryUnaryMultiCallable[_models_pb2.CreateAliasRequest, _models_pb2.CreateAliasResponse]
     """Creates an alias of a model."""
@@ -124,9 +125,10 @@ class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
     ListModelVersions: _aio.UnaryUnaryMultiCallable[_models_pb2.ListModelVersionsRequest, _models_pb2.ListModelVersionsResponse]  # type: ignore[assignment]
     """Lists the versions of a model, newest first."""
     UpdateModelVersion: _aio.UnaryUnaryMultiCallable[_models_pb2.UpdateModelVersionRequest, _models_pb2.UpdateModelVersionResponse]  # type: ignore[assignment]
-    """Updates a version: description, labels, prices, limits or status
-    (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias points to cannot
-    be archived). Versions are never deleted, so history stays resolvable.
+    """Updates a version: description, labels, prices, limits, timeouts,
+    credential or status (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias
+    points to cannot be archived). Versions are never deleted, so history
+    stays resolvable.
     """
     CreateAlias: _aio.UnaryUnaryMultiCallable[_models_pb2.CreateAliasRequest, _models_pb2.CreateAliasResponse]  # type: ignore[assignment]
     """Creates an alias of a model."""
@@ -242,9 +244,10 @@ class ModelRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _models_pb2.UpdateModelVersionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_models_pb2.UpdateModelVersionResponse, _abc.Awaitable[_models_pb2.UpdateModelVersionResponse]]:
-        """Updates a version: description, labels, prices, limits or status
-        (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias points to cannot
-        be archived). Versions are never deleted, so history stays resolvable.
+        """Updates a version: description, labels, prices, limits, timeouts,
+        credential or status (ACTIVE -> DEPRECATED -> ARCHIVED; a version an alias
+        points to cannot be archived). Versions are never deleted, so history
+        stays resolvable.
         """
 
     @_abc_1.abstractmethod

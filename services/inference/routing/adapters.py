@@ -5,6 +5,11 @@ credential, ``provider_options`` and timeouts through the adapter plugin registr
 A new table reuses the adapter of every version whose connection settings did not
 change, so a registry update does not drop warm connection pools. An adapter no
 table uses any more is closed (after the requests of the old table finished).
+
+A credential is read from the environment variable it names, or decrypted from
+its ``encrypted_value`` with the keyring the same environment configures
+(:mod:`services.kernel.secrets`); the plaintext lives only in the adapter's
+``Deployment.api_key``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from google.protobuf import duration_pb2
 
@@ -25,6 +31,7 @@ from provider_adapters.base import (
 )
 from services.kernel.errors import LlmgwError
 from services.kernel.plugins import PluginError, PluginRegistry
+from services.kernel.secrets import Keyring, Sealed, SecretsError, version_binding
 
 
 class TargetUnavailable(Exception):
@@ -43,7 +50,9 @@ class _Entry:
 class AdapterPool:
     """Adapters by connection settings, counted by the tables that use them.
 
-    ``env`` is where ``CredentialRef.env_var`` references are looked up.
+    ``env`` is where ``CredentialRef.env_var`` references are looked up and
+    where the secrets keys that open ``CredentialRef.encrypted_value`` are read
+    (once, on the first encrypted credential).
     """
 
     def __init__(self, registry: PluginRegistry[AdapterPlugin], env: Mapping[str, str]) -> None:
@@ -122,10 +131,28 @@ class AdapterPool:
                     f"{credential.env_var!r} is not set"
                 )
             return Secret(value)
+        if source == "encrypted_value":
+            return Secret(self._decrypt(version))
         raise TargetUnavailable(
             f"{_version_name(version)}: credential source {source!r} is not readable here; "
             "expose the secret to the inference service as an environment variable"
         )
+
+    @cached_property
+    def _keyring(self) -> Keyring:
+        return Keyring.from_env(self._env)
+
+    def _decrypt(self, version: models_pb2.ModelVersion) -> str:
+        value = version.credential.encrypted_value
+        try:
+            return self._keyring.decrypt(
+                Sealed(key_id=value.key_id, ciphertext=value.ciphertext),
+                version_binding(version.model, version.version, version.provider, version.endpoint),
+            )
+        except SecretsError as exc:
+            raise TargetUnavailable(
+                f"{_version_name(version)}: cannot decrypt the credential: {exc}"
+            ) from None
 
 
 def _timeouts(config: models_pb2.UpstreamTimeouts) -> Timeouts:

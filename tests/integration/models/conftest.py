@@ -7,7 +7,7 @@ the Kafka path has its own test).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +65,13 @@ async def serving(
     providers: Sequence[str] = ("simulated", "openai"),
     seed_file: Path | None = None,
     topics: tuple[str, str] = ("llmgw.models.v1", "llmgw.audit.v1"),
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Running]:
-    """Serve a registry on ``database_url`` until the block exits."""
+    """Serve a registry on ``database_url`` until the block exits.
+
+    ``env`` is the process environment the registry sees (empty by default).
+    """
     events = EventLog()
     settings = ModelsSettings(
         database_url=database_url,
@@ -80,7 +85,7 @@ async def serving(
             audit_topic=topics[1],
         ),
     )
-    runtime = RegistryRuntime(settings, {}, publisher or events)
+    runtime = RegistryRuntime(settings, dict(env or {}), publisher or events)
     app = ServiceApp(
         name="models",
         services=(ServiceRegistration(SERVICE_NAME, runtime.add_to_server),),
