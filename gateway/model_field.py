@@ -17,6 +17,7 @@ _WIRE_FIXED64 = 1
 _WIRE_LENGTH_DELIMITED = 2
 _WIRE_FIXED32 = 5
 _MODEL = "model"
+_MAX_METHODS = 1024
 
 
 class ModelFieldReader:
@@ -28,9 +29,13 @@ class ModelFieldReader:
 
     def path(self, method: str) -> tuple[int, ...] | None:
         """Field numbers leading to the model string of ``method``'s request, or None."""
-        if method not in self._paths:
-            self._paths[method] = self._find_path(method)
-        return self._paths[method]
+        try:
+            return self._paths[method]
+        except KeyError:
+            path = self._find_path(method)
+        if len(self._paths) < _MAX_METHODS:  # method names may come from callers
+            self._paths[method] = path
+        return path
 
     def read(self, method: str, message: bytes) -> str:
         """The model named in ``message`` (a request of ``method``), or ``""``."""

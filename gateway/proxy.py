@@ -52,8 +52,9 @@ _UpstreamCall: TypeAlias = (
 )
 Readers = tuple[GatewayFilter, ...]
 """The filters that read the first request message of a method."""
-_CONNECT_FAILURE = "failed to connect"
-"""grpc core's words for a call that failed because no connection could be made."""
+_CONNECT_FAILURE = "failed to connect to all addresses"
+"""How grpc core's own status starts for a call that failed because no connection
+could be made (an upstream's status is told apart by its trailers, see ``_may_retry``)."""
 
 
 class _Exchange:
@@ -305,9 +306,13 @@ class Proxy:
             except asyncio.CancelledError:
                 self._cancelled(exchange, endpoint)
                 raise
-            if connected:
+            if connected and not endpoint.removed:
                 return endpoint
-            self._end_attempt(exchange, endpoint, grpc.StatusCode.UNAVAILABLE)
+            # Connected but removed (DNS) meanwhile: its channel is closing and would
+            # refuse the call; nothing was sent and the endpoint did nothing wrong.
+            self._end_attempt(
+                exchange, endpoint, None if connected else grpc.StatusCode.UNAVAILABLE
+            )
             tried.append(endpoint)
         return None
 
@@ -316,18 +321,27 @@ class Proxy:
             exchange.retry_taken = exchange.route.cluster.budget.try_acquire()
         return exchange.retry_taken
 
-    def _end_attempt(self, exchange: _Exchange, endpoint: Endpoint, code: grpc.StatusCode) -> None:
+    def _end_attempt(
+        self, exchange: _Exchange, endpoint: Endpoint, code: grpc.StatusCode | None
+    ) -> None:
+        """Account the end of an attempt; ``code`` None when the gateway itself ended it
+        (the upstream's health is then unknown, so outlier detection is not told)."""
         endpoint.in_flight -= 1
         exchange.upstream_seconds += time.perf_counter() - exchange.attempt_started
-        exchange.route.cluster.record(endpoint, code)
+        if code is not None:
+            exchange.route.cluster.record(endpoint, code)
 
     def _may_retry(self, exchange: _Exchange, error: aio.AioRpcError) -> bool:
         """Whether a failed attempt never reached its upstream and may be made again."""
+        # A status grpc core made up locally has no metadata at all; one an upstream
+        # sent may carry any words, so a status with trailers (every llmgw service
+        # attaches its rich status) or initial metadata reached an upstream.
         return (
             error.code() is grpc.StatusCode.UNAVAILABLE
             and not exchange.headers_sent
             and not error.initial_metadata()
-            and _CONNECT_FAILURE in (error.details() or "")
+            and not error.trailing_metadata()
+            and (error.details() or "").startswith(_CONNECT_FAILURE)
             and exchange.attempts <= exchange.route.retries
         )
 
@@ -379,9 +393,8 @@ class Proxy:
                     tried.append(endpoint)
                     continue
                 await self._forward_error(context, exchange, error)
-            except asyncio.CancelledError:
-                up.cancel()
-                self._cancelled(exchange, endpoint)
+            except BaseException as exc:
+                self._abandon(exchange, endpoint, up, exc)
                 raise
             self._end_attempt(exchange, endpoint, grpc.StatusCode.OK)
             await self._send_headers(context, exchange, up)
@@ -410,9 +423,8 @@ class Proxy:
                     tried.append(endpoint)
                     continue
                 await self._forward_error(context, exchange, error)
-            except asyncio.CancelledError:
-                up.cancel()
-                self._cancelled(exchange, endpoint)
+            except BaseException as exc:
+                self._abandon(exchange, endpoint, up, exc)
                 raise
             self._end_attempt(exchange, endpoint, grpc.StatusCode.OK)
             await self._send_headers(context, exchange, up)
@@ -456,9 +468,8 @@ class Proxy:
         except aio.AioRpcError as error:
             self._end_attempt(exchange, endpoint, error.code())
             await self._forward_error(context, exchange, error)
-        except asyncio.CancelledError:
-            up.cancel()
-            self._cancelled(exchange, endpoint)
+        except BaseException as exc:
+            self._abandon(exchange, endpoint, up, exc)
             raise
         finally:
             if not pump.done():
@@ -540,7 +551,18 @@ class Proxy:
         await context.abort(exchange.code, exchange.message, exchange.trailers)
         raise AssertionError("abort returned")  # pragma: no cover
 
+    def _abandon(
+        self, exchange: _Exchange, endpoint: Endpoint, up: _UpstreamCall, exc: BaseException
+    ) -> None:
+        """End an attempt the gateway gives up on (the caller went away, or relaying to it
+        failed): cancel the upstream call so it does not run on unobserved."""
+        up.cancel()
+        if isinstance(exc, asyncio.CancelledError):
+            self._cancelled(exchange, endpoint)
+        else:
+            self._end_attempt(exchange, endpoint, None)
+
     def _cancelled(self, exchange: _Exchange, endpoint: Endpoint) -> None:
         exchange.code = grpc.StatusCode.CANCELLED
         exchange.message = "cancelled by the caller"
-        self._end_attempt(exchange, endpoint, grpc.StatusCode.CANCELLED)
+        self._end_attempt(exchange, endpoint, None)  # says nothing of the upstream's health

@@ -43,20 +43,43 @@ def call_shape(method: str, pool: descriptor_pool.DescriptorPool | None = None) 
     return _SHAPES[(bool(descriptor.client_streaming), bool(descriptor.server_streaming))]
 
 
+MAX_CACHED_METHODS = 1024
+"""How many method handlers a routed service keeps; more are built per call.
+
+A service the descriptor pool knows has a fixed set of methods, but the method
+names of a service it does not know come from the callers, so the cache is bounded.
+"""
+
+
 class RoutedService(grpc.GenericRpcHandler):
-    """Serves the methods of one routed service by forwarding them through the proxy."""
+    """Serves the methods of one routed service by forwarding them through the proxy.
+
+    The handler of a method (its route, call shape and first-message readers) is
+    built on its first call and reused, so a call costs one dictionary lookup here.
+    """
 
     def __init__(self, service: str, routes: RouteTable, proxy: Proxy) -> None:
         self.service_name = service
         self._prefix = f"/{service}/"
         self._routes = routes
         self._proxy = proxy
+        self._handlers: dict[str, Handler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         """The forwarding handler of the called method, or None (UNIMPLEMENTED)."""
         method: str = handler_call_details.method
+        try:
+            return self._handlers[method]
+        except KeyError:
+            pass  # first call of the method (or one past the cache's bound)
         if not method.startswith(self._prefix):
             return None
+        handler = self._build(method)
+        if handler is not None and len(self._handlers) < MAX_CACHED_METHODS:
+            self._handlers[method] = handler
+        return handler
+
+    def _build(self, method: str) -> Handler | None:
         route = self._routes.match(method)
         shape = call_shape(method)
         if route is None or shape is None:

@@ -97,7 +97,8 @@ class OutlierDetectionSettings(Section):
     row with one of ``failure_codes`` is taken out for ``base_ejection_seconds``, doubled
     for each further ejection without a success in between, at most
     ``max_ejection_seconds``; never more than ``max_ejection_percent`` of the endpoints
-    (but always at least one) are out at once.
+    (but always at least one) are out at once. When every healthy endpoint is ejected,
+    calls go to the ejected ones rather than failing (Envoy's panic mode).
     """
 
     enabled: bool = True

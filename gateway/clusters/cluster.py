@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Sequence
 
@@ -64,8 +63,12 @@ class Cluster:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a task that died must not keep the channels open
+                _log.exception("cluster task failed", extra={"cluster": self.name})
         self._tasks.clear()
         for task in self._closing.values():
             task.cancel()
@@ -75,7 +78,13 @@ class Cluster:
         self.endpoints = ()
 
     def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
-        """The endpoint for the next call, not one of ``exclude``; None when none is available."""
+        """The endpoint for the next call, not one of ``exclude``; None when none is available.
+
+        When every healthy endpoint is ejected by outlier detection (a one-endpoint
+        cluster after a burst of failures), the ejected ones are used anyway, as in
+        Envoy's panic mode: refusing every call for the ejection time is worse than
+        trying an endpoint that active health checking still finds serving.
+        """
         now = asyncio.get_running_loop().time()
         candidates = [
             endpoint
@@ -83,7 +92,13 @@ class Cluster:
             if endpoint.available(now) and endpoint not in exclude
         ]
         if not candidates:
-            return None
+            candidates = [
+                endpoint
+                for endpoint in self.endpoints
+                if endpoint.healthy and endpoint not in exclude
+            ]
+            if not candidates:
+                return None
         return self._balancer.pick(candidates)
 
     def record(self, endpoint: Endpoint, code: grpc.StatusCode) -> None:
@@ -108,6 +123,7 @@ class Cluster:
         removed = [endpoint for address, endpoint in current.items() if address not in wanted]
         self.endpoints = tuple(kept)
         for endpoint in removed:
+            endpoint.removed = True
             self._close_later(endpoint.channel)
         _log.info("endpoints changed", extra={"cluster": self.name, "endpoints": wanted})
 
@@ -121,6 +137,9 @@ class Cluster:
             except OSError as exc:
                 # Keep the last known endpoints while the name does not resolve.
                 _log.warning("dns lookup failed", extra={"cluster": self.name, "error": str(exc)})
+                continue
+            except Exception:  # keep refreshing: a bad answer must not freeze the endpoints
+                _log.exception("dns lookup failed", extra={"cluster": self.name})
                 continue
             self.set_addresses(addresses)
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
 
+_MAX_MULTICALLABLES = 1024
+"""Callables kept per endpoint (method names of services unknown to the gateway are
+the callers', so the cache is bounded; past it a callable is made per call)."""
 _READY = grpc.ChannelConnectivity.READY
 _FAILED = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+_Callable = TypeVar("_Callable")
 
 
 class Endpoint:
@@ -17,7 +21,8 @@ class Endpoint:
 
     ``in_flight`` counts the calls in progress (least-request balancing reads it);
     ``healthy`` is the verdict of active health checking; ``ejected_until`` is set by
-    outlier detection (a ``loop.time()``; 0.0 when not ejected).
+    outlier detection (a ``loop.time()``; 0.0 when not ejected); ``removed`` is set
+    when the cluster dropped it.
     """
 
     __slots__ = (
@@ -30,6 +35,7 @@ class Endpoint:
         "health_streak",
         "healthy",
         "in_flight",
+        "removed",
     )
 
     def __init__(self, address: str, channel: aio.Channel) -> None:
@@ -41,6 +47,7 @@ class Endpoint:
         self.consecutive_failures = 0
         self.ejected_until = 0.0
         self.ejections = 0
+        self.removed = False
         self._multicallables: dict[tuple[str, str], Any] = {}
 
     def available(self, now: float) -> bool:
@@ -58,7 +65,7 @@ class Endpoint:
         key = ("uu", method)
         found = self._multicallables.get(key)
         if found is None:
-            found = self._multicallables[key] = self.channel.unary_unary(method)
+            found = self._remember(key, self.channel.unary_unary(method))
         return found
 
     def unary_stream(self, method: str) -> aio.UnaryStreamMultiCallable[bytes, bytes]:
@@ -66,7 +73,7 @@ class Endpoint:
         key = ("us", method)
         found = self._multicallables.get(key)
         if found is None:
-            found = self._multicallables[key] = self.channel.unary_stream(method)
+            found = self._remember(key, self.channel.unary_stream(method))
         return found
 
     def stream_unary(self, method: str) -> aio.StreamUnaryMultiCallable[bytes, bytes]:
@@ -74,7 +81,7 @@ class Endpoint:
         key = ("su", method)
         found = self._multicallables.get(key)
         if found is None:
-            found = self._multicallables[key] = self.channel.stream_unary(method)
+            found = self._remember(key, self.channel.stream_unary(method))
         return found
 
     def stream_stream(self, method: str) -> aio.StreamStreamMultiCallable[bytes, bytes]:
@@ -82,8 +89,13 @@ class Endpoint:
         key = ("ss", method)
         found = self._multicallables.get(key)
         if found is None:
-            found = self._multicallables[key] = self.channel.stream_stream(method)
+            found = self._remember(key, self.channel.stream_stream(method))
         return found
+
+    def _remember(self, key: tuple[str, str], callable_: _Callable) -> _Callable:
+        if len(self._multicallables) < _MAX_MULTICALLABLES:
+            self._multicallables[key] = callable_
+        return callable_
 
     async def connect(self, timeout: float) -> bool:
         """Whether the channel is (or within ``timeout`` seconds becomes) connected.

@@ -37,7 +37,10 @@ class HealthChecker:
     async def run(self) -> None:
         """Check forever, one round per interval; cancel the task to stop."""
         while True:
-            await self.check_all()
+            try:
+                await self.check_all()
+            except Exception:  # a bug must not end health checking for good
+                _log.exception("health check round failed", extra={"cluster": self._cluster})
             await asyncio.sleep(self._settings.interval_seconds)
 
     async def check_all(self) -> None:
@@ -55,8 +58,8 @@ class HealthChecker:
         )
         try:
             reply = await check(self._request, timeout=self._settings.timeout_seconds)
-        except aio.AioRpcError:
-            return False
+        except (aio.AioRpcError, aio.UsageError):
+            return False  # UsageError: the channel was closed (endpoint removed or replaced)
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _update(self, endpoint: Endpoint, serving: bool) -> None:

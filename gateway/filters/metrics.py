@@ -9,7 +9,10 @@
 ``llmgw_gateway_upstream_attempts_total``  upstream attempts, by cluster
 =========================================  ==========================================
 
-Labels are bounded: the gateway only serves the methods of routed services.
+Labels are bounded: the gateway only serves the methods of routed services, and a
+routed service the gateway has no descriptor of (whose method names are the
+callers') gets at most ``MAX_METHODS`` method labels; further methods count as
+``other``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from gateway.filters.base import (
 )
 from services.kernel.config import Section
 from services.kernel.metrics import LATENCY_BUCKETS
+
+MAX_METHODS = 512
+"""Distinct (method, call shape) label sets before further methods count as ``other``."""
+OTHER_METHOD = "other"
 
 
 class MetricsConfig(Section):
@@ -88,6 +95,11 @@ class GatewayMetrics(GatewayFilter):
         children = self._children.get(key)
         if children is None:
             service, method = call.service, call.method_name
+            if len(self._children) >= MAX_METHODS:
+                key, method = (f"/{service}/{OTHER_METHOD}", call.shape.value), OTHER_METHOD
+                children = self._children.get(key)
+                if children is not None:
+                    return children
             children = self._children[key] = _MethodChildren(
                 requests=self._requests,
                 labels=(service, method),

@@ -8,7 +8,8 @@ names the replica. The caller steers a call with metadata:
 =====================  ==========================================================
 ``x-test-sleep``       seconds to wait before answering (or between stream messages)
 ``x-test-fail``        ``invalid``: INVALID_ARGUMENT with a BadRequest detail;
-                       ``unavailable``: UNAVAILABLE from a replica that was reached
+                       ``unavailable``: UNAVAILABLE from a replica that was reached;
+                       ``connect``: the same, worded like grpc core's connect failure
 =====================  ==========================================================
 
 Each replica records the metadata, remaining deadline and cancellations it saw.
@@ -130,6 +131,11 @@ class RawReplica:
             )
         if failure == "unavailable":
             raise Unavailable("provider down", reason="PROVIDER_UNAVAILABLE")
+        if failure == "connect":
+            raise Unavailable(
+                "failed to connect to all addresses; last error: provider",
+                reason="PROVIDER_UNAVAILABLE",
+            )
 
     async def _complete(self, request: bytes, context: Context) -> bytes:
         metadata = self._record("Complete", context)
