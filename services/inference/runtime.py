@@ -3,9 +3,13 @@
 :meth:`InferenceRuntime.lifespan` opens, in order: Redis (only with ``redis_url``;
 it holds the response cache and the shared deployment cooldowns), the event bus
 (Kafka when ``kafka.bootstrap_servers`` is set, else in-process), the usage
-recorder, and the router over the routing file, wrapped in the response cache
-when Redis is there. They are closed in reverse order after the server drained,
-so the last usage events are still published (or spooled).
+recorder, and the router, wrapped in the response cache when Redis is there.
+The router serves the routing file, or, when ``routing.registry_address`` is
+set, follows the registry's ``WatchRegistry`` stream: the lifespan then waits
+for the first snapshot before the server starts serving, and fails the start
+when none arrives within ``routing.registry_start_timeout_seconds``. They are
+closed in reverse order after the server drained (the registry watch first), so
+the last usage events are still published (or spooled).
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from prometheus_client import CollectorRegistry
 
 from llmgw.events.v1 import events_pb2
 from llmgw.inference.v1 import inference_pb2_grpc
+from llmgw.models.v1 import models_pb2
 from services.inference.cache import CacheConfig, CachingEngine
 from services.inference.engine import CompletionEngine
 from services.inference.metrics import InferenceMetrics
 from services.inference.publisher import ConnectingPublisher
 from services.inference.routing import Router, RoutingOptions, load_snapshot
+from services.inference.routing.registry_watch import RegistryWatch, WatchConfig, channel_options
+from services.inference.routing.watch_metrics import RegistryWatchMetrics
 from services.inference.servicer import InferenceServicer
-from services.inference.settings import InferenceSettings
+from services.inference.settings import ROUTING_SOURCE_FIELDS, InferenceSettings
 from services.inference.usage import SOURCE, Publisher, UsageConfig, UsageRecorder
 from services.kernel.cache import RedisConfig, connect_redis
 from services.kernel.config import KafkaSettings
@@ -64,7 +71,21 @@ def usage_config(settings: InferenceSettings) -> UsageConfig:
 
 def routing_options(settings: InferenceSettings) -> RoutingOptions:
     """The router's tunables from the process settings."""
-    return RoutingOptions(**settings.routing.model_dump(exclude={"file"}))
+    return RoutingOptions(**settings.routing.model_dump(exclude=set(ROUTING_SOURCE_FIELDS)))
+
+
+def watch_config(settings: InferenceSettings) -> WatchConfig | None:
+    """How to follow the registry, or None when the routing file is the source."""
+    routing = settings.routing
+    if not routing.registry_address:
+        return None
+    return WatchConfig(
+        address=routing.registry_address,
+        reconnect_base_seconds=routing.registry_reconnect_base_seconds,
+        reconnect_max_seconds=routing.registry_reconnect_max_seconds,
+        batch_seconds=routing.registry_batch_seconds,
+        channel_options=channel_options(settings.server),
+    )
 
 
 class InferenceRuntime:
@@ -84,6 +105,8 @@ class InferenceRuntime:
         self._env = env
         self._routing_options = routing_options(settings)
         self._metrics = InferenceMetrics(registry)
+        self._watch_config = watch_config(settings)
+        self._watch_metrics = RegistryWatchMetrics(registry) if self._watch_config else None
         self._servicer: InferenceServicer | None = None
 
     @property
@@ -112,7 +135,11 @@ class InferenceRuntime:
             recorder = await stack.enter_async_context(
                 UsageRecorder(publisher, usage_config(settings))
             )
-            snapshot = load_snapshot(settings.routing.file)
+            snapshot = (
+                models_pb2.RegistrySnapshot()
+                if self._watch_config
+                else load_snapshot(settings.routing.file)
+            )
             router = await Router.create(snapshot, self._routing_options, client, env=self._env)
             engine: CompletionEngine = router
             if client is not None and settings.cache.enabled:
@@ -122,11 +149,14 @@ class InferenceRuntime:
                     CacheConfig(settings.cache.key_prefix, settings.cache.ttl_seconds),
                 )
             stack.push_async_callback(engine.aclose)
+            if self._watch_config is not None:
+                await self._follow_registry(stack, self._watch_config, router)
             self._servicer = InferenceServicer(engine, (recorder, self._metrics))
             _log.info(
                 "inference ready",
                 extra={
-                    "routing_file": str(settings.routing.file),
+                    "routing_source": settings.routing.registry_address
+                    or str(settings.routing.file),
                     "models": len(engine.list_models()),
                     "cache": engine is not router,
                 },
@@ -135,6 +165,22 @@ class InferenceRuntime:
                 yield
             finally:
                 self._servicer = None
+
+    async def _follow_registry(
+        self, stack: AsyncExitStack, config: WatchConfig, router: Router
+    ) -> None:
+        """Start the registry watch on ``stack`` and wait for its first snapshot."""
+        listeners = (self._watch_metrics,) if self._watch_metrics else ()
+        watch = await stack.enter_async_context(
+            RegistryWatch(config, router.replace_table, listeners)
+        )
+        timeout = self._settings.routing.registry_start_timeout_seconds
+        try:
+            await watch.wait_ready(timeout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"no routing snapshot from the registry at {config.address} within {timeout:g}s"
+            ) from None
 
     async def _open_publisher(self, stack: AsyncExitStack) -> Publisher:
         settings = self._settings

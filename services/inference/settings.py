@@ -2,7 +2,8 @@
 
 Like every settings model they are frozen and read once at start (see
 :mod:`services.kernel.config`); environment variables reach them as
-``LLMGW_ROUTING__FILE``, ``LLMGW_CACHE__TTL_SECONDS``, ``LLMGW_USAGE__SPOOL_DIR``...
+``LLMGW_ROUTING__FILE``, ``LLMGW_ROUTING__REGISTRY_ADDRESS``, ``LLMGW_CACHE__TTL_SECONDS``,
+``LLMGW_USAGE__SPOOL_DIR``...
 """
 
 from __future__ import annotations
@@ -18,11 +19,42 @@ DEFAULT_ROUTING_FILE = Path(__file__).resolve().parents[2] / "config" / "routing
 providers whose API key variable is set and whose adapter is installed."""
 
 
+ROUTING_SOURCE_FIELDS = frozenset(
+    {
+        "file",
+        "registry_address",
+        "registry_start_timeout_seconds",
+        "registry_reconnect_base_seconds",
+        "registry_reconnect_max_seconds",
+        "registry_batch_seconds",
+    }
+)
+"""The fields of :class:`RoutingSettings` that say where the table comes from (the
+others are the router's tunables)."""
+
+
 class RoutingSettings(Section):
-    """Where the routing table comes from until the registry pushes it, and the
-    router's tunables (see :class:`~services.inference.routing.RoutingOptions`)."""
+    """Where the routing table comes from, and the router's tunables (see
+    :class:`~services.inference.routing.RoutingOptions`).
+
+    Without ``registry_address`` the table is read once from ``file``. With it, the
+    file is not read: the table follows the registry's ``WatchRegistry`` stream
+    (see :mod:`services.inference.routing.registry_watch`), and the process starts
+    serving only once the first snapshot is applied; when none arrives within
+    ``registry_start_timeout_seconds`` the process fails to start rather than serve
+    a table the registry does not hold. A lost stream is resumed after a
+    full-jitter backoff between ``registry_reconnect_base_seconds`` and
+    ``registry_reconnect_max_seconds`` while the last table keeps serving; after a
+    table is rebuilt, changes arriving within ``registry_batch_seconds`` are
+    applied together by the next rebuild.
+    """
 
     file: Path = DEFAULT_ROUTING_FILE
+    registry_address: str | None = None
+    registry_start_timeout_seconds: float = Field(default=30.0, gt=0)
+    registry_reconnect_base_seconds: float = Field(default=0.1, gt=0)
+    registry_reconnect_max_seconds: float = Field(default=5.0, gt=0)
+    registry_batch_seconds: float = Field(default=0.05, ge=0)
     max_retries: int = Field(default=2, ge=0)
     backoff_base_seconds: float = Field(default=0.25, ge=0)
     backoff_max_seconds: float = Field(default=8.0, ge=0)

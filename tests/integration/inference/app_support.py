@@ -61,6 +61,8 @@ def settings_for(
     kafka_bootstrap: str = "",
     topic: str = "llmgw.usage.v1",
     publish_timeout_seconds: float = 2.0,
+    registry_address: str | None = None,
+    registry_start_timeout_seconds: float = 10.0,
 ) -> InferenceSettings:
     data: dict[str, Any] = {
         "service": "inference",
@@ -70,6 +72,10 @@ def settings_for(
         "routing": {
             "file": str(write_routing(tmp_path)),
             "redis_key_prefix": f"{redis_prefix}routing:",
+            "registry_address": registry_address,
+            "registry_start_timeout_seconds": registry_start_timeout_seconds,
+            "registry_reconnect_base_seconds": 0.05,
+            "registry_reconnect_max_seconds": 0.5,
         },
         "cache": {"key_prefix": f"{redis_prefix}cache:"},
         "usage": {
