@@ -17,7 +17,10 @@ from llmgw.models.v1 import models_pb2
 from services.kernel.errors import FieldViolation
 from services.models.refs import ALIAS_NAME, ENV_VAR_NAME, MODEL_NAME, VERSION_ID, parse_ref
 
-_SECRET_LIKE = re.compile(r"(api[_-]?key|secret|password|passwd|token|credential|auth)", re.I)
+_SECRET_WORDS = frozenset(
+    {"secret", "password", "passwd", "token", "credential", "credentials", "auth", "bearer"}
+)
+_SECRET_RUNS = ("apikey", "accesskey", "privatekey")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PRICE_FIELDS = (
     "input_per_million_nanos",
@@ -25,6 +28,19 @@ _PRICE_FIELDS = (
     "cached_input_per_million_nanos",
     "cache_creation_input_per_million_nanos",
 )
+
+
+def looks_like_secret(option_key: str) -> bool:
+    """Whether a provider option's name says it holds a secret.
+
+    Whole words count (``access_token``, ``auth``, ``api-key``), not parts of
+    words, so ``output_tokens`` or ``max_tokens`` are ordinary options.
+    """
+    words = [word for word in re.split(r"[^a-z0-9]+", option_key.lower()) if word]
+    joined = "".join(words)
+    return any(word in _SECRET_WORDS for word in words) or any(
+        run in joined for run in _SECRET_RUNS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +82,7 @@ def check_version(
     problems.extend(_check_credential(version.credential, prefix))
     problems.extend(_check_endpoint(version.endpoint, prefix))
     for key in version.provider_options:
-        if _SECRET_LIKE.search(key):
+        if looks_like_secret(key):
             problems.append(
                 _bad(
                     prefix,

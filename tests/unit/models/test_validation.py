@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llmgw.common.v1 import common_pb2
 from llmgw.models.v1 import models_pb2 as pb
-from services.models.validation import Rules, check_alias, check_group, check_version
+from services.models.validation import (
+    Rules,
+    check_alias,
+    check_group,
+    check_version,
+    looks_like_secret,
+)
 
 RULES = Rules(frozenset({"openai", "simulated"}))
 
@@ -87,3 +95,24 @@ def test_group_deployments() -> None:
         "deployments[1].weight",
         "fallbacks[1]",
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("api_key", True),
+        ("api-key", True),
+        ("apiKey", True),
+        ("access_token", True),
+        ("client_secret", True),
+        ("auth", True),
+        ("aws_access_key_id", True),
+        ("output_tokens", False),
+        ("tokens_per_second", False),
+        ("default_max_tokens", False),
+        ("keep_alive", False),
+        ("api_version", False),
+    ],
+)
+def test_secret_like_option_names_are_whole_words(key: str, secret: bool) -> None:
+    assert looks_like_secret(key) is secret
