@@ -64,8 +64,12 @@ class CacheConfig:
     ttl_seconds: float = 3600.0
 
 
-def cache_key(request: CompletionRequest) -> str:
-    """Hex SHA-256 of the answer-deciding fields of ``request``."""
+def cache_key(request: CompletionRequest, resolution: str = "") -> str:
+    """Hex SHA-256 of the answer-deciding fields of ``request``.
+
+    ``resolution`` names the versions the model resolves to, so that moving an
+    alias to a new version does not serve the old version's answers.
+    """
     canonical = CompletionRequest(
         model=request.model,
         messages=request.messages,
@@ -77,6 +81,8 @@ def cache_key(request: CompletionRequest) -> str:
     if request.HasField("parallel_tool_calls"):
         canonical.parallel_tool_calls = request.parallel_tool_calls
     digest = hashlib.sha256(KEY_VERSION)
+    digest.update(resolution.encode())
+    digest.update(b"\0")
     digest.update(canonical.SerializeToString(deterministic=True))
     return digest.hexdigest()
 
@@ -154,8 +160,13 @@ class CachingEngine:
         """Close the inner engine (the Redis client belongs to the caller)."""
         await self._inner.aclose()
 
+    def resolution_of(self, model: str) -> str:
+        """The inner engine's resolution of ``model``."""
+        return self._inner.resolution_of(model)
+
     def _key(self, request: CompletionRequest) -> str:
-        return self._config.key_prefix + cache_key(request)
+        resolution = self._inner.resolution_of(request.model)
+        return self._config.key_prefix + cache_key(request, resolution)
 
     async def _lookup(self, key: str, request: CompletionRequest) -> CompletionResult | None:
         if request.options.bypass_cache:

@@ -135,6 +135,14 @@ class CompletionEngine(Protocol):
         """The model names callers may use, from the live routing table."""
         ...
 
+    def resolution_of(self, model: str) -> str:
+        """An identity of what ``model`` resolves to now (its versions).
+
+        It changes when an alias or group moves to other versions, so answers
+        cached for the old target are not served for the new one.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release adapters and connections."""
         ...

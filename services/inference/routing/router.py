@@ -281,6 +281,13 @@ class Router:
             input_tokens=count.tokens, estimated=count.estimated
         )
 
+    def resolution_of(self, model: str) -> str:
+        """The version keys ``model`` resolves to in the live table ("" if unknown)."""
+        route = self._live.table.find(model)
+        if route is None:
+            return ""
+        return ",".join(sorted({candidate.target.key for candidate in route.candidates}))
+
     def list_models(self) -> list[inference_pb2.ModelInfo]:
         """Every name with at least one servable deployment, sorted by name.
 
