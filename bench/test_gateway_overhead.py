@@ -41,8 +41,12 @@ CONCURRENCY = 32
 THROUGHPUT_CALLS = 2000
 CHUNKS = 20
 INFERENCE = "llmgw.inference.v1.InferenceService"
-MAX_ADDED_UNARY_P50_MS = 1.5
-"""A loose guard against regressions; the target (0.5 ms) is reported, not asserted."""
+MAX_OWN_UNARY_P50_MS = 0.5
+"""What the gateway may add to a unary call over a bare Python forwarder (same run).
+
+One Python gRPC hop itself costs 0.6 to 1.3 ms p50 on this 2-core machine, so the
+absolute figure over a direct call is reported, not asserted; the gateway's own
+work (chain, balancing, metadata, access log, metrics) is what it controls."""
 
 ROUTING = f"""
 versions:
@@ -275,4 +279,6 @@ async def test_gateway_overhead(servers: Servers) -> None:
     }
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
-    assert latency["unary_added_p50_ms"] < MAX_ADDED_UNARY_P50_MS, result
+    own = result["gateway_vs_bare_hop"]
+    assert isinstance(own, dict)
+    assert own["unary_added_p50_ms"] < MAX_OWN_UNARY_P50_MS, result
