@@ -17,11 +17,9 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pytest
 import yaml
 from grpc import aio
 
+from bench.measure import Call, figures, throughput, timed
 from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.kernel.health_client import wait_until_serving
@@ -60,8 +59,6 @@ versions:
     pricing: {{currency_code: USD, input_per_million_nanos: "1000000000"}}
     provider_options: {{output_tokens: "{CHUNKS}"}}
 """
-
-Call = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -196,46 +193,6 @@ def _target(stub: inference_pb2_grpc.InferenceServiceAsyncStub) -> Target:
     return Target(unary, stream)
 
 
-async def _timed(call: Call, count: int) -> list[float]:
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-async def _throughput(call: Call, total: int, concurrency: int) -> float:
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - started)
-
-
-def _percentile(samples: list[float], q: int) -> float:
-    return statistics.quantiles(samples, n=100)[q - 1]
-
-
-def _figures(samples: dict[str, list[float]], baseline: str, subject: str) -> dict[str, float]:
-    """p50/p99 of both paths and what ``subject`` adds over ``baseline``, in ms."""
-    found: dict[str, float] = {}
-    for kind in ("unary", "stream"):
-        base, through = samples[f"{baseline}_{kind}"], samples[f"{subject}_{kind}"]
-        for q in (50, 99):
-            found[f"{kind}_{baseline}_p{q}_ms"] = round(_percentile(base, q) * 1e3, 3)
-            found[f"{kind}_{subject}_p{q}_ms"] = round(_percentile(through, q) * 1e3, 3)
-            added = (_percentile(through, q) - _percentile(base, q)) * 1e3
-            found[f"{kind}_added_p{q}_ms"] = round(added, 3)
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_gateway_overhead(servers: Servers) -> None:
@@ -251,29 +208,29 @@ async def test_gateway_overhead(servers: Servers) -> None:
         }
         samples: dict[str, list[float]] = {}
         for name, target in targets.items():
-            await _timed(target.unary, 300)  # warm-up
-            await _timed(target.stream, 300)
+            await timed(target.unary, 300)  # warm-up
+            await timed(target.stream, 300)
             samples[f"{name}_unary"] = []
             samples[f"{name}_stream"] = []
         for _ in range(ROUNDS):
             for name, target in targets.items():
-                samples[f"{name}_unary"] += await _timed(target.unary, CALLS_PER_ROUND)
-                samples[f"{name}_stream"] += await _timed(target.stream, CALLS_PER_ROUND)
-        throughput: dict[str, float] = {}
+                samples[f"{name}_unary"] += await timed(target.unary, CALLS_PER_ROUND)
+                samples[f"{name}_stream"] += await timed(target.stream, CALLS_PER_ROUND)
+        rates: dict[str, float] = {}
         for name, target in targets.items():
             for kind, call in (("unary", target.unary), ("stream", target.stream)):
-                rate = await _throughput(call, THROUGHPUT_CALLS, CONCURRENCY)
-                throughput[f"{name}_{kind}_per_second"] = round(rate, 1)
+                rate = await throughput(call, THROUGHPUT_CALLS, CONCURRENCY)
+                rates[f"{name}_{kind}_per_second"] = round(rate, 1)
 
-    latency = _figures(samples, "direct", "gateway")
+    latency = figures(samples, "direct", "gateway")
     result = {
         "calls_each_at_concurrency_1": ROUNDS * CALLS_PER_ROUND,
         "chunks_per_stream": CHUNKS,
         "latency_at_concurrency_1": latency,
-        "bare_hop_vs_direct": _figures(samples, "direct", "bare_hop"),
-        "gateway_vs_bare_hop": _figures(samples, "bare_hop", "gateway"),
+        "bare_hop_vs_direct": figures(samples, "direct", "bare_hop"),
+        "gateway_vs_bare_hop": figures(samples, "bare_hop", "gateway"),
         "throughput_at_concurrency": CONCURRENCY,
-        "throughput": throughput,
+        "throughput": rates,
         "gateway_filters": ["access_log", "metrics"],
         "cpu_count": os.cpu_count(),
     }

@@ -22,20 +22,18 @@ to ``bench/results/inference_overhead.json``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from grpc import aio
 
+from bench.measure import Call, figures, throughput, timed
 from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from provider_adapters.base import Deployment, ProviderAdapter, Secret
@@ -87,9 +85,6 @@ class Servers:
     service_pid: int
     floor_port: int
     openai_url: str
-
-
-Call = Callable[[], Awaitable[None]]
 
 
 def request(model: str = "bench") -> inference_pb2.CompletionRequest:
@@ -159,39 +154,12 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
             process.wait(timeout=20)
 
 
-async def timed(call: Call, count: int) -> list[float]:
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-async def throughput(call: Call, total: int, concurrency: int) -> float:
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - started)
-
-
 def resident_bytes(pid: int) -> int:
     """Resident set size of process ``pid`` (Linux ``/proc``)."""
     for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def percentile(samples: list[float], q: int) -> float:
-    return statistics.quantiles(samples, n=100)[q - 1]
 
 
 async def drain(stream: AsyncIterable[object]) -> None:
@@ -255,19 +223,6 @@ async def rates(targets: dict[str, Target]) -> dict[str, float]:
         for kind, call in (("unary", target.unary), ("stream", target.stream)):
             rate = await throughput(call, THROUGHPUT_CALLS, CONCURRENCY)
             found[f"{name}_{kind}_per_second"] = round(rate, 1)
-    return found
-
-
-def figures(samples: dict[str, list[float]], baseline: str, subject: str) -> dict[str, float]:
-    """p50/p99 of both and what ``subject`` adds over ``baseline``, in ms."""
-    found: dict[str, float] = {}
-    for kind in ("unary", "stream"):
-        base, through = samples[f"{baseline}_{kind}"], samples[f"{subject}_{kind}"]
-        for q in (50, 99):
-            found[f"{kind}_{baseline}_p{q}_ms"] = round(percentile(base, q) * 1e3, 3)
-            found[f"{kind}_{subject}_p{q}_ms"] = round(percentile(through, q) * 1e3, 3)
-            added = (percentile(through, q) - percentile(base, q)) * 1e3
-            found[f"{kind}_added_p{q}_ms"] = round(added, 3)
     return found
 
 
