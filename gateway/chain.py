@@ -7,7 +7,7 @@ chain of observers (access log, metrics) adds no awaits to a call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -81,6 +81,21 @@ class FilterChain:
             except Exception:
                 _log.exception("filter failed at call end", extra={"filter": gateway_filter.name})
 
+    async def start(self) -> None:
+        """Start every filter in order; if one fails, stop those already started and raise."""
+        started: list[GatewayFilter] = []
+        try:
+            for gateway_filter in self.filters:
+                await gateway_filter.start()
+                started.append(gateway_filter)
+        except BaseException:
+            await _stop_all(reversed(started))
+            raise
+
+    async def stop(self) -> None:
+        """Stop every filter, last first (after the drain)."""
+        await _stop_all(reversed(self.filters))
+
     def close(self) -> None:
         """Close every filter (at gateway stop)."""
         for gateway_filter in self.filters:
@@ -88,6 +103,14 @@ class FilterChain:
                 gateway_filter.close()
             except Exception:
                 _log.exception("filter failed to close", extra={"filter": gateway_filter.name})
+
+
+async def _stop_all(filters: Iterable[GatewayFilter]) -> None:
+    for gateway_filter in filters:
+        try:
+            await gateway_filter.stop()
+        except Exception:
+            _log.exception("filter failed to stop", extra={"filter": gateway_filter.name})
 
 
 def _overrides(gateway_filter: GatewayFilter, hook: str) -> bool:

@@ -80,13 +80,17 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Open the clusters before serving; after the drain, close them and the filters."""
+        """Open the clusters and start the filters before serving; undo both after the drain."""
         started: list[Cluster] = []
         try:
             for cluster in self.clusters.values():
                 await cluster.start()
                 started.append(cluster)
-            yield
+            await self.chain.start()
+            try:
+                yield
+            finally:
+                await self.chain.stop()
         finally:
             for cluster in reversed(started):
                 await cluster.stop()

@@ -9,6 +9,9 @@ every call::
     ... the call is forwarded upstream ...
     on_call_end(call, outcome)          every filter whose on_request ran, in reverse order
 
+Around them, ``await start()`` runs once before the gateway serves (open connections,
+load caches) and ``await stop()`` once after it has drained, then ``close()``.
+
 A filter stops the chain by *returning* a :class:`Stop` (the call then ends with its
 status and never reaches an upstream); it never raises to refuse a call. Hooks it
 does not override cost nothing: the chain skips them.
@@ -31,8 +34,13 @@ import grpc
 from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry
 
+from gateway.policies import NoPolicies, PolicySource
 from services.kernel.config import Section
 from services.kernel.errors import STATUS_DETAILS_KEY, LlmgwError
+from services.kernel.identity import Principal
+
+ANONYMOUS = Principal()
+"""The principal of a call no filter has authenticated."""
 
 FILTER_API_VERSION = 1
 """Version of the filter interface; a plugin built for another one is refused."""
@@ -69,8 +77,9 @@ class Call:
     ``started`` (``time.perf_counter()`` at arrival).
 
     Filters may replace ``upstream_metadata`` (initially the caller's metadata less
-    the keys gRPC manages itself) and set ``key_id`` (the authenticated API key),
-    ``model`` and ``annotations`` (extra fields for the access log; never secrets).
+    the keys gRPC manages itself) and set ``principal`` (who the caller is, once
+    authenticated), ``key_id`` (the authenticated API key), ``model`` and
+    ``annotations`` (extra fields for the access log; never secrets).
     """
 
     method: str
@@ -79,6 +88,7 @@ class Call:
     peer: str
     started: float
     upstream_metadata: Metadata
+    principal: Principal = ANONYMOUS
     key_id: str = ""
     model: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
@@ -194,6 +204,17 @@ class GatewayFilter(ABC):  # noqa: B024 - every hook has a default; subclasses p
         """Observe the end of a call (log, count). Must not raise."""
         return None
 
+    async def start(self) -> None:
+        """Prepare to serve (connect, load caches); awaited once before the first call.
+
+        Raising stops the gateway from starting, with the error logged.
+        """
+        return None
+
+    async def stop(self) -> None:
+        """Undo :meth:`start` (close connections); awaited once after the drain."""
+        return None
+
     def close(self) -> None:
         """Release what the filter holds (files, connections); called once at stop."""
         return None
@@ -205,6 +226,8 @@ class FilterContext:
 
     registry: CollectorRegistry
     """Where the filter registers its Prometheus metrics (the process's registry)."""
+    policies: PolicySource = field(default_factory=NoPolicies)
+    """The rate-limit and budget policies of callers, answered from memory."""
 
 
 ConfigT = TypeVar("ConfigT", bound=Section)

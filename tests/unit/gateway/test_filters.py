@@ -11,8 +11,10 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from pydantic import ValidationError
 
+from gateway.chain import FilterChain
 from gateway.filters import filter_registry
 from gateway.filters.access_log import AccessLogConfig
+from gateway.filters.base import GatewayFilter
 from gateway.model_field import ModelFieldReader
 from gateway.settings import FilterSettings
 from llmgw.common.v1 import common_pb2
@@ -275,3 +277,36 @@ async def test_a_call_cancelled_before_its_first_message_is_logged_as_cancelled(
     await eventually(lambda: len(running.log_lines()) == 1)
     [line] = running.log_lines()
     assert line["code"] == "CANCELLED" and line["model"] == ""
+
+
+class _Lifecycle(GatewayFilter):
+    def __init__(self, name: str, events: list[str], fail_start: bool = False) -> None:
+        self.name = name
+        self._events = events
+        self._fail_start = fail_start
+
+    async def start(self) -> None:
+        if self._fail_start:
+            raise RuntimeError("cannot connect")
+        self._events.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self._events.append(f"stop {self.name}")
+
+
+async def test_filters_start_in_order_and_stop_in_reverse() -> None:
+    events: list[str] = []
+    chain = FilterChain([_Lifecycle("a", events), _Lifecycle("b", events)])
+    await chain.start()
+    await chain.stop()
+    assert events == ["start a", "start b", "stop b", "stop a"]
+
+
+async def test_a_filter_failing_to_start_stops_those_already_started() -> None:
+    events: list[str] = []
+    chain = FilterChain(
+        [_Lifecycle("a", events), _Lifecycle("b", events, fail_start=True), _Lifecycle("c", events)]
+    )
+    with pytest.raises(RuntimeError, match="cannot connect"):
+        await chain.start()
+    assert events == ["start a", "stop a"]
