@@ -66,6 +66,7 @@ def usage_config(settings: InferenceSettings) -> UsageConfig:
         publish_timeout_seconds=usage.publish_timeout_seconds,
         replay_interval_seconds=usage.replay_interval_seconds,
         spool_segment_bytes=usage.spool_segment_bytes,
+        linger_seconds=usage.linger_seconds,
     )
 
 

@@ -81,6 +81,8 @@ class UsageSettings(Section):
     ``buffer_size`` bounds the events waiting in memory; when the broker does not
     take them within ``publish_timeout_seconds`` they go to ``spool_dir`` on disk
     and are replayed every ``replay_interval_seconds`` until the broker is back.
+    Events are batched: a batch goes out ``linger_seconds`` after its first event,
+    keeping the work off the path of the request that made it.
     """
 
     topic: str = "llmgw.usage.v1"
@@ -90,6 +92,7 @@ class UsageSettings(Section):
     replay_interval_seconds: float = Field(default=1.0, gt=0)
     spool_dir: Path = Path(".llmgw/spool/usage")
     spool_segment_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    linger_seconds: float = Field(default=0.005, ge=0, le=1)
 
 
 class InferenceSettings(Settings):

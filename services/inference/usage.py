@@ -56,6 +56,7 @@ class UsageConfig:
     publish_timeout_seconds: float = 5.0
     replay_interval_seconds: float = 1.0
     spool_segment_bytes: int = 8 * 1024 * 1024
+    linger_seconds: float = 0.005
 
 
 def usage_event(outcome: Outcome) -> UsageRecorded:
@@ -164,6 +165,10 @@ class UsageRecorder:
     async def _drain_loop(self) -> None:
         while True:
             first = await self._buffer.get()
+            if first is not None and self._config.linger_seconds > 0:
+                # Let the request that queued it finish sending its response, and
+                # more events arrive to share one batch.
+                await asyncio.sleep(self._config.linger_seconds)
             items: list[Outcome | UsageRecorded] = []
             stop = first is None
             if first is not None:

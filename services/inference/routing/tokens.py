@@ -101,6 +101,7 @@ class TokenCounter:
     def __init__(self) -> None:
         self._estimate = EstimateTokenizer()
         self._by_encoding: dict[str, TextTokenizer] = {}
+        self._by_model: dict[tuple[str, str], TextTokenizer] = {}
 
     def prepare(self, version: models_pb2.ModelVersion) -> None:
         """Load the tokenizer of ``version`` now."""
@@ -108,13 +109,20 @@ class TokenCounter:
 
     def tokenizer_for(self, version: models_pb2.ModelVersion) -> TextTokenizer:
         """The tokenizer for ``version``: tiktoken when possible, else the estimate."""
-        name = version.labels.get(TOKENIZER_LABEL) or _encoding_name_for(version.provider_model_id)
-        if name is None:
-            return self._estimate
-        tokenizer = self._by_encoding.get(name)
+        model = (version.labels.get(TOKENIZER_LABEL, ""), version.provider_model_id)
+        tokenizer = self._by_model.get(model)
         if tokenizer is None:
-            tokenizer = self._load(name)
-            self._by_encoding[name] = tokenizer
+            tokenizer = self._lookup(model[0] or _encoding_name_for(model[1]))
+            self._by_model[model] = tokenizer
+        return tokenizer
+
+    def _lookup(self, encoding: str | None) -> TextTokenizer:
+        if encoding is None:
+            return self._estimate
+        tokenizer = self._by_encoding.get(encoding)
+        if tokenizer is None:
+            tokenizer = self._load(encoding)
+            self._by_encoding[encoding] = tokenizer
         return tokenizer
 
     def count_input(

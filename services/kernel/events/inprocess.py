@@ -81,13 +81,15 @@ class InProcessEventBus:
         """Queue ``event`` for every group subscribed to ``topic``."""
         if self._closed:
             raise RuntimeError("publish() on a closed InProcessEventBus")
-        encoded = encode_event(event, default_source=self._source)
         offset = self._next_offset.get(topic, 0)
         self._next_offset[topic] = offset + 1
+        readers = [group for group in self._groups.values() if topic in group.topics]
+        if not readers:
+            return  # like a topic nobody consumes: the event is not kept
+        encoded = encode_event(event, default_source=self._source)
         record = _Record(topic, encoded.record_key(key), offset, encoded.value, encoded.headers)
-        for group in list(self._groups.values()):
-            if topic in group.topics:
-                await group.queue.put(record)
+        for group in readers:
+            await group.queue.put(record)
 
     async def subscribe(
         self, topics: Sequence[str], group_id: str, handler: EventHandler
