@@ -203,7 +203,10 @@ def test_ingress_sends_to_the_gateway_http_port(production: Release) -> None:
 
 def test_one_deployment_and_two_services_per_enabled_component(release: Release) -> None:
     enabled = _enabled(release)
-    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in release.of_kind("Deployment")}
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in release.of_kind("Deployment")
+    }
     assert sorted(deployments) == sorted(enabled)
     for name, deployment in deployments.items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -217,7 +220,10 @@ def test_one_deployment_and_two_services_per_enabled_component(release: Release)
             grpc = _port(service, "grpc")
             assert grpc["port"] == port
             assert grpc["appProtocol"] == "grpc"
-        assert release.named("Service", f"{RELEASE}-llmgw-{name}-headless")["spec"]["clusterIP"] == "None"
+        assert (
+            release.named("Service", f"{RELEASE}-llmgw-{name}-headless")["spec"]["clusterIP"]
+            == "None"
+        )
 
 
 def test_probes_use_the_grpc_health_service(minimal: Release) -> None:
@@ -264,7 +270,6 @@ def test_writable_paths_are_volumes(minimal: Release) -> None:
     for deployment in minimal.of_kind("Deployment"):
         (container,) = pod_spec(deployment)["containers"]
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        assert not mounts["/etc/llmgw/config"].get("readOnly") is False
         assert mounts["/etc/llmgw/config"]["readOnly"] is True
         assert {"/tmp", "/var/lib/llmgw"} <= mounts.keys()
 
@@ -278,12 +283,18 @@ def test_pods_spread_over_zones_and_nodes(release: Release) -> None:
             "kubernetes.io/hostname",
         }
         for constraint in constraints:
-            assert constraint["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+            assert (
+                constraint["labelSelector"]["matchLabels"]
+                == deployment["spec"]["selector"]["matchLabels"]
+            )
             assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
 
 
 def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(production: Release) -> None:
-    scaled = {hpa["spec"]["scaleTargetRef"]["name"]: hpa for hpa in production.of_kind("HorizontalPodAutoscaler")}
+    scaled = {
+        hpa["spec"]["scaleTargetRef"]["name"]: hpa
+        for hpa in production.of_kind("HorizontalPodAutoscaler")
+    }
     assert sorted(scaled) == [f"{RELEASE}-llmgw-gateway", f"{RELEASE}-llmgw-inference"]
     for deployment in production.of_kind("Deployment"):
         name = deployment["metadata"]["name"]
@@ -300,7 +311,9 @@ def test_every_deployment_has_a_disruption_budget(release: Release) -> None:
     budgets = release.of_kind("PodDisruptionBudget")
     for deployment in release.of_kind("Deployment"):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        matching = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
         assert len(matching) == 1, deployment["metadata"]["name"]
         assert matching[0]["spec"]["maxUnavailable"] == 1
 
@@ -323,7 +336,10 @@ def test_migrations_job_is_a_helm_hook_when_there_is_a_database(release: Release
 
 
 def test_only_the_gateway_is_reachable_from_outside_the_release(release: Release) -> None:
-    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in release.of_kind("NetworkPolicy")}
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in release.of_kind("NetworkPolicy")
+    }
     assert sorted(policies) == sorted(_enabled(release))
     release_pods = {"app.kubernetes.io/name": "llmgw", "app.kubernetes.io/instance": RELEASE}
     metrics_from = release.values["networkPolicy"]["metricsFrom"]
@@ -333,7 +349,10 @@ def test_only_the_gateway_is_reachable_from_outside_the_release(release: Release
         assert spec["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
         assert spec["policyTypes"] == ["Ingress"]
         service_rule, metrics_rule = spec["ingress"]
-        assert metrics_rule == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": metrics_from}
+        assert metrics_rule == {
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": metrics_from,
+        }
         ports = {p["port"] for p in service_rule["ports"]}
         if name == "gateway":
             assert "grpc" in ports
@@ -344,7 +363,9 @@ def test_only_the_gateway_is_reachable_from_outside_the_release(release: Release
             assert service_rule["from"] == [{"podSelector": {"matchLabels": release_pods}}]
 
 
-def test_gateway_policy_admits_the_http_edge_when_enabled(inline: Release, minimal: Release) -> None:
+def test_gateway_policy_admits_the_http_edge_when_enabled(
+    inline: Release, minimal: Release
+) -> None:
     def gateway_ports(release: Release) -> set[str]:
         policy = release.named("NetworkPolicy", f"{RELEASE}-llmgw-gateway")
         return {p["port"] for p in policy["spec"]["ingress"][0]["ports"]}
@@ -382,7 +403,10 @@ def test_secrets_reach_the_processes_as_references(inline: Release) -> None:
     secrets = {s["metadata"]["name"]: s for s in inline.of_kind("Secret")}
     (inference,) = pod_spec(inline.deployment("inference"))["containers"]
     assert inference["envFrom"] == [{"secretRef": {"name": f"{RELEASE}-llmgw-providers"}}]
-    assert set(secrets[f"{RELEASE}-llmgw-providers"]["data"]) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    assert set(secrets[f"{RELEASE}-llmgw-providers"]["data"]) == {
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+    }
     for deployment in inline.of_kind("Deployment"):
         for container in containers(deployment):
             for env in container.get("env", []):
