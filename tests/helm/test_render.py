@@ -444,14 +444,40 @@ def test_existing_secrets_are_referenced_not_rendered(production: Release) -> No
     }
 
 
-def test_pods_roll_when_config_or_secrets_change() -> None:
-    base = render({})
-    changed = render({"logLevel": "DEBUG", "redis": {"url": "redis://redis:6379/0"}})
+@pytest.mark.parametrize(
+    ("change", "annotation"),
+    [
+        ({"logLevel": "DEBUG"}, "checksum/config"),
+        ({"redis": {"url": "redis://redis:6379/0"}}, "checksum/secret"),
+        ({"providers": {"apiKeys": {"OPENAI_API_KEY": "sk-2"}}}, "checksum/secret"),
+        ({"gateway": {"auth": {"jwt": {"keys": {"a.pem": "k"}}}}}, "checksum/secret"),
+    ],
+)
+def test_pods_roll_when_config_or_secrets_change(change: dict[str, Any], annotation: str) -> None:
+    base, changed = render({}), render(change)
     for component in COMPONENTS:
         before = base.deployment(component)["spec"]["template"]["metadata"]["annotations"]
         after = changed.deployment(component)["spec"]["template"]["metadata"]["annotations"]
-        assert before["checksum/config"] != after["checksum/config"]
-        assert before["checksum/secret"] != after["checksum/secret"]
+        assert before[annotation] != after[annotation]
+
+
+def test_names_fit_dns_labels_with_the_longest_release_name() -> None:
+    release = render({"fullnameOverride": "a" * 63})
+    names = [obj["metadata"]["name"] for obj in release.objects]
+    assert f"{'a' * 43}-finetuning-headless" in names
+    assert all(len(name) <= 63 for name in names)
+
+
+def test_pods_stop_receiving_calls_before_they_drain(minimal: Release) -> None:
+    values = minimal.values
+    for deployment in minimal.of_kind("Deployment"):
+        pod = pod_spec(deployment)
+        (container,) = pod["containers"]
+        sleep = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert sleep == ["sleep", str(values["preStopSleepSeconds"])]
+        assert values["preStopSleepSeconds"] >= values["gateway"]["dnsRefreshSeconds"]
+        budget = values["preStopSleepSeconds"] + values["gracePeriodSeconds"]
+        assert pod["terminationGracePeriodSeconds"] > budget
 
 
 def _port(service: Manifest, name: str) -> dict[str, Any]:

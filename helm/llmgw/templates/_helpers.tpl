@@ -17,9 +17,10 @@
 {{- end -}}
 {{- end -}}
 
-{{/* The name of one component's objects: (dict "root" $ "name" "gateway"). */}}
+{{/* The name of one component's objects: (dict "root" $ "name" "gateway"). The
+prefix is cut so that "<prefix>-finetuning-headless" still fits a DNS label. */}}
 {{- define "llmgw.componentName" -}}
-{{- printf "%s-%s" (include "llmgw.fullname" .root | trunc 52 | trimSuffix "-") .name -}}
+{{- printf "%s-%s" (include "llmgw.fullname" .root | trunc 43 | trimSuffix "-") .name -}}
 {{- end -}}
 
 {{- define "llmgw.selectorLabels" -}}
@@ -60,7 +61,7 @@ app.kubernetes.io/component: {{ .name }}
 
 {{/* The in-cluster DNS name of a component's headless Service. */}}
 {{- define "llmgw.headlessHost" -}}
-{{- printf "%s-headless.%s.svc.cluster.local" (include "llmgw.componentName" .) .root.Release.Namespace -}}
+{{- printf "%s-headless.%s.svc.%s" (include "llmgw.componentName" .) .root.Release.Namespace .root.Values.clusterDomain -}}
 {{- end -}}
 
 {{/* Secret names: the chart's own Secret unless an existing one is named. */}}
@@ -85,11 +86,11 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
 {{- define "llmgw.providersSecret" -}}
-{{- default (printf "%s-providers" (include "llmgw.fullname" .)) .Values.providers.existingSecret -}}
+{{- default (include "llmgw.componentName" (dict "root" . "name" "providers")) .Values.providers.existingSecret -}}
 {{- end -}}
 
 {{- define "llmgw.jwtSecret" -}}
-{{- default (printf "%s-jwt" (include "llmgw.fullname" .)) .Values.gateway.auth.jwt.existingSecret -}}
+{{- default (include "llmgw.componentName" (dict "root" . "name" "jwt")) .Values.gateway.auth.jwt.existingSecret -}}
 {{- end -}}
 
 {{- define "llmgw.hasDatabase" -}}
@@ -164,7 +165,7 @@ and Kafka SASL credentials, each from a Secret. */}}
 {{- define "llmgw.commonVolumes" -}}
 - name: config
   configMap:
-    name: {{ include "llmgw.fullname" . }}-config
+    name: {{ include "llmgw.componentName" (dict "root" . "name" "config") }}
 - name: tmp
   emptyDir: {}
 - name: data
@@ -207,4 +208,11 @@ and Kafka SASL credentials, each from a Secret. */}}
 {{- with .component.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/* What the pods' checksum/secret annotation covers: every secret given inline. */}}
+{{- define "llmgw.inlineSecrets" -}}
+{{ include "llmgw.ownSecretData" . }}
+{{ toYaml .Values.providers.apiKeys }}
+{{ toYaml .Values.gateway.auth.jwt.keys }}
 {{- end -}}
