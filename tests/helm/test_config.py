@@ -65,8 +65,8 @@ def _load(
     """Run the container's command line up to the point the server would start.
 
     The container's filesystem is laid out under ``tmp_path``: its mounted config
-    and Secrets (stand-in certificates and keys), and every absolute path of the
-    rendered configuration points there.
+    and Secrets (stand-in certificates and keys), and the file paths of the
+    rendered configuration point there.
     """
     pod = pod_spec(release.deployment(component))
     (container,) = pod["containers"]
