@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ENV_PREFIX = "LLMGW_"
 ENV_NESTING = "__"
 CONFIG_FILE_ENV = "LLMGW_CONFIG"
+NOT_SETTINGS_ENV = frozenset({CONFIG_FILE_ENV, "LLMGW_SECRETS_KEYS", "LLMGW_SECRETS_KEY"})
+"""``LLMGW_`` variables that are not settings: the config file and the secrets keyring
+(:mod:`services.kernel.secrets`, read apart so keys never sit in a settings object)."""
 
 
 class Section(BaseModel):
@@ -145,7 +148,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """
     data: dict[str, Any] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS_ENV:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
         node = data

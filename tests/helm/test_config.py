@@ -242,11 +242,6 @@ def test_without_a_database_each_pod_keeps_sqlite_on_its_data_volume(
     assert "WARNING: no database is configured" in release.notes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LLMGW_SECRETS_KEYS (services/kernel/secrets.py) is also read as an LLMGW_ "
-    "setting by services/kernel/config.py, which refuses it as an unknown section",
-)
 def test_models_accepts_the_registry_secrets_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

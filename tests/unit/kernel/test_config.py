@@ -47,6 +47,11 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     assert load_settings(Settings, env={"LLMGW_CONFIG": str(config)}).service == "inference"
 
 
+def test_the_secrets_keyring_variables_are_not_settings() -> None:
+    env = {"LLMGW_SECRETS_KEYS": '{"k1": "c2VjcmV0"}', "LLMGW_SECRETS_KEY": "c2VjcmV0"}
+    assert load_settings(Settings, env=env).service == load_settings(Settings, env={}).service
+
+
 def test_settings_are_frozen() -> None:
     settings = load_settings(Settings, env={})
     with pytest.raises(ValueError, match="frozen"):
