@@ -45,6 +45,8 @@ class ConsumerSettings:
     group_id: str
     max_batch_records: int = 500
     poll_timeout_ms: int = 500
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -151,6 +153,8 @@ class BatchConsumer:
                 group_id=self._settings.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                session_timeout_ms=self._settings.session_timeout_ms,
+                heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
             )
             try:
                 await consumer.start()

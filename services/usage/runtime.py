@@ -44,6 +44,8 @@ def consumer_settings(settings: UsageSettings) -> ConsumerSettings:
         group_id=pipeline.group_id,
         max_batch_records=pipeline.max_batch_records,
         poll_timeout_ms=pipeline.poll_timeout_ms,
+        session_timeout_ms=pipeline.session_timeout_ms,
+        heartbeat_interval_ms=pipeline.heartbeat_interval_ms,
         retry=RetryPolicy(
             initial_backoff_seconds=pipeline.retry_initial_seconds,
             max_backoff_seconds=pipeline.retry_max_seconds,
