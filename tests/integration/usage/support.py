@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from services.kernel.server import KernelServer
 from services.usage.app import build
 from services.usage.settings import UsageSettings
 
-BASE_TIME = 1_767_225_600
-"""2026-01-01T00:00:00Z, the start of every test's events."""
+BASE_TIME = int(time.time()) // 86400 * 86400
+"""Midnight (UTC) of today, the start of every test's events (spend counters of
+periods long past expire at once, so the events are recent)."""
 
 
 def usage_event(
