@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -177,7 +178,7 @@ async def assert_dead_letters(bootstrap: str, topic: str, origin_topic: str, cou
     )
     await consumer.start()
     try:
-        records = []
+        records: list[Any] = []
         async with asyncio.timeout(30):
             while len(records) < count:
                 batch = await consumer.getmany(timeout_ms=500)
