@@ -47,6 +47,7 @@ class ConsumerSettings:
     poll_timeout_ms: int = 500
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
+    commit_timeout_seconds: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -183,10 +184,13 @@ class BatchConsumer:
                 return False
             offsets = {tp: fetched[-1].offset + 1 for tp, fetched in batch.items() if fetched}
             try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:
-                # The partitions moved to another member; it re-reads what was not committed.
-                _log.warning("offset commit failed, the batch will be redelivered: %r", exc)
+                await asyncio.wait_for(
+                    consumer.commit(offsets), self._settings.commit_timeout_seconds
+                )
+            except (KafkaError, TimeoutError) as exc:
+                # The partitions moved to another member, or the broker lost the topic:
+                # whoever reads them next gets the batch again and skips it as duplicates.
+                _log.warning("offset commit failed, the batch may be redelivered: %r", exc)
         await self._refresh_lag(consumer)
         return True
 

@@ -46,6 +46,7 @@ def consumer_settings(settings: UsageSettings) -> ConsumerSettings:
         poll_timeout_ms=pipeline.poll_timeout_ms,
         session_timeout_ms=pipeline.session_timeout_ms,
         heartbeat_interval_ms=pipeline.heartbeat_interval_ms,
+        commit_timeout_seconds=pipeline.commit_timeout_seconds,
         retry=RetryPolicy(
             initial_backoff_seconds=pipeline.retry_initial_seconds,
             max_backoff_seconds=pipeline.retry_max_seconds,

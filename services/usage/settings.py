@@ -28,6 +28,7 @@ class PipelineSettings(Section):
     poll_timeout_ms: int = Field(default=500, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1)
     heartbeat_interval_ms: int = Field(default=3_000, ge=1)
+    commit_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     spend_namespace: str = "llmgw"
