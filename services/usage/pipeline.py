@@ -66,11 +66,15 @@ class DeadLetters(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    """The topics the pipeline understands and the spend re-check window."""
+    """The topics the pipeline understands, the spend re-check window, and how long
+    applied event ids are kept (pruned every ``prune_interval``; keep them longer
+    than the topics keep events, and longer than ``spend_recheck``)."""
 
     usage_topic: str
     audit_topic: str
     spend_recheck: timedelta = timedelta(days=1)
+    processed_retention: timedelta = timedelta(days=8)
+    prune_interval: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class Pipeline:
         self._metrics = metrics
         self._config = config
         self._clock = clock
+        self._next_prune = 0.0
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchOutcome:
         """Apply ``records``; raises when any part failed (then retry the whole batch)."""
@@ -138,6 +143,7 @@ class Pipeline:
         if not usage and not audit:
             return BatchOutcome(0, 0, dead)
         now = int(self._clock())
+        await self._prune(now)
         result = await self._store.apply(usage, audit, now)
         await self._record_spend(usage, result.new, result.duplicates, now)
         duplicates = 0
@@ -151,6 +157,15 @@ class Pipeline:
                 duplicates += 1
                 self._metrics.duplicates.labels(topic=topic).inc()
         return BatchOutcome(len(result.new), duplicates, dead)
+
+    async def _prune(self, now: int) -> None:
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._config.prune_interval.total_seconds()
+        cutoff = now - int(self._config.processed_retention.total_seconds())
+        forgotten = await self._store.forget_processed(cutoff)
+        if forgotten:
+            _log.info("forgot %d applied event ids older than the retention", forgotten)
 
     def _fact(self, record: RawRecord) -> UsageFact | AuditFact:
         decoded = decode_event(record.value, record.headers, EVENT_TYPES)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from grpc import aio
 from prometheus_client import CollectorRegistry
@@ -121,6 +122,7 @@ class UsageRuntime:
             config=PipelineConfig(
                 usage_topic=settings.pipeline.usage_topic,
                 audit_topic=settings.pipeline.audit_topic,
+                processed_retention=timedelta(hours=settings.pipeline.processed_retention_hours),
             ),
         )
         consumer = BatchConsumer(kafka, consumer_settings(settings), pipeline, self._metrics)

@@ -17,7 +17,9 @@ class PipelineSettings(Section):
     Every replica of the usage process joins ``group_id``; the partitions of
     the two topics are shared among them. Malformed records are copied to
     ``dead_letter_topic``. ``spend_namespace`` is the spend ledger's namespace
-    in Redis (the gateway's budget filter must use the same one).
+    in Redis (the gateway's budget filter must use the same one). The ids of
+    applied events are kept ``processed_retention_hours``: keep that longer than
+    the topics' retention, or a replay older than it would count again.
     """
 
     usage_topic: str = "llmgw.usage.v1"
@@ -32,6 +34,7 @@ class PipelineSettings(Section):
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     spend_namespace: str = "llmgw"
+    processed_retention_hours: float = Field(default=192.0, gt=24)
 
 
 class UsageSettings(Settings):

@@ -151,6 +151,19 @@ class UsageStore:
             await _append_audit(conn, fresh_audit)
         return ApplyResult(frozenset(new), duplicates)
 
+    async def forget_processed(self, before: int) -> int:
+        """Delete the ids of events applied before ``before`` (epoch seconds); return how many.
+
+        An event delivered again after its id was forgotten is counted again, so
+        keep ids at least as long as the topics keep events.
+        """
+        async with self._database.transaction() as conn:
+            result = await conn.execute(
+                text("DELETE FROM usage_processed_events WHERE processed_at < :before"),
+                {"before": before},
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
     async def usage_rows(self, query: UsageQuery) -> list[UsageRow]:
         """The rows of ``query``, ordered by bucket then group.
 

@@ -158,3 +158,12 @@ async def test_the_audit_log_is_filtered_and_paged_newest_first(store: UsageStor
         start_micros=micros, end_micros=micros + 10, limit=2, after=(micros + 3, "e3")
     )
     assert [e[1] for e in await store.audit_entries(after)] == ["e2", "e1"]
+
+
+async def test_applied_ids_older_than_the_retention_are_forgotten(store: UsageStore) -> None:
+    await store.apply([fact("old")], [], now=100)
+    await store.apply([fact("recent")], [], now=500)
+    assert await store.forget_processed(before=200) == 1
+    again = await store.apply([fact("old"), fact("recent")], [], now=600)
+    assert again.new == {"old"}
+    assert again.duplicates == {"recent": 500}
