@@ -36,6 +36,8 @@ from services.usage.pipeline import (
 
 _log = logging.getLogger(__name__)
 
+_POSITION_WAIT_SECONDS = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
@@ -133,6 +135,9 @@ class BatchConsumer:
                 except KafkaError as exc:
                     _log.warning("fetching usage events failed, will retry: %r", exc)
                     ok = False
+                except Exception:
+                    _log.exception("the usage consumer hit an unexpected error; will retry")
+                    ok = False
                 failures = 0 if ok else failures + 1
                 if not ok:
                     delay = self._settings.retry.backoff(failures)
@@ -196,11 +201,12 @@ class BatchConsumer:
 
     async def _refresh_lag(self, consumer: Any) -> None:
         for tp in consumer.assignment():
-            with contextlib.suppress(KafkaError, AssertionError):
+            with contextlib.suppress(KafkaError, AssertionError, TimeoutError):
                 highwater = consumer.highwater(tp)
                 if highwater is None:
                     continue
-                position = await consumer.position(tp)
+                # Known at once after a fetch; right after a rebalance it may not be yet.
+                position = await asyncio.wait_for(consumer.position(tp), _POSITION_WAIT_SECONDS)
                 self._metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                     max(highwater - position, 0)
                 )

@@ -31,6 +31,7 @@ DEFAULT_AUDIT_PAGE_SIZE = 100
 MAX_AUDIT_PAGE_SIZE = 1000
 DEFAULT_TOP_LIMIT = 10
 MAX_TOP_LIMIT = 1000
+MAX_BUCKETS = 50_000
 
 DIMENSION_COLUMNS: Mapping[int, str] = {
     pb.USAGE_DIMENSION_API_KEY: "api_key_id",
@@ -82,6 +83,12 @@ def usage_query(
     bucket = _BUCKETS.get(request.bucket, None)
     if request.bucket not in _BUCKETS:
         violations.append(FieldViolation("bucket", "must be a known bucket width", "UNKNOWN"))
+    elif bucket is not None and (end - start) // bucket > MAX_BUCKETS:
+        violations.append(
+            FieldViolation(
+                "time_range", f"holds more than {MAX_BUCKETS} buckets; use wider ones", "TOO_LONG"
+            )
+        )
     page_size = _page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, violations)
     offset = _offset_of(request.page_token, violations)
     _raise_if(violations)

@@ -158,6 +158,13 @@ async def test_the_audit_log_pages_newest_first(usage: RunningUsage) -> None:
         (pb.QueryUsageRequest(time_range=RANGE, group_by=[99]), "group_by[0]"),  # type: ignore[list-item]
         (pb.QueryUsageRequest(time_range=RANGE, bucket=99), "bucket"),  # type: ignore[arg-type]
         (pb.QueryUsageRequest(time_range=RANGE, page_size=-1), "page_size"),
+        (
+            pb.QueryUsageRequest(
+                time_range=time_range(BASE_TIME, BASE_TIME + 60 * 86400),
+                bucket=pb.TIME_BUCKET_MINUTE,
+            ),
+            "time_range",
+        ),
         (pb.QueryUsageRequest(time_range=RANGE, page_token="nonsense!"), "page_token"),
         (pb.QueryTopUsageRequest(time_range=RANGE), "dimension"),
         (
