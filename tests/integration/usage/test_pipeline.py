@@ -10,12 +10,26 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
 from llmgw.events.v1 import events_pb2
 from llmgw.usage.v1 import usage_pb2
 from services.kernel.events import encode_event
+from services.kernel.migrations import migrate
 from services.kernel.spend import BudgetPeriod, SpendLedger, SpendSubject, SubjectKind
-from services.usage.pipeline import DEAD_LETTER_ORIGIN_HEADER, DEAD_LETTER_REASON_HEADER
+from services.kernel.sql import Database, DatabaseConfig
+from services.usage.metrics import PipelineMetrics
+from services.usage.pipeline import (
+    DEAD_LETTER_ORIGIN_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    Pipeline,
+    PipelineConfig,
+    RawRecord,
+)
+from services.usage.schema import COMPONENT, MIGRATIONS
+from services.usage.store import UsageQuery, UsageStore
+from tests.harness.process import free_port
 from tests.integration.usage.support import (
     BASE_TIME,
     audit_event,
@@ -190,3 +204,54 @@ async def assert_dead_letters(bootstrap: str, topic: str, origin_topic: str, cou
         headers = dict(record.headers)
         assert headers[DEAD_LETTER_ORIGIN_HEADER].decode().startswith(f"{origin_topic}:")
         assert headers[DEAD_LETTER_REASON_HEADER]
+
+
+class NoDeadLetters:
+    """A sink for dead letters in a test that sends none."""
+
+    async def send(self, record: RawRecord, reason: str, detail: str) -> None:
+        raise AssertionError(f"unexpected dead letter: {reason}: {detail}")
+
+
+async def test_spend_missed_after_the_sql_commit_is_completed_on_redelivery(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    namespace = redis_prefix.rstrip(":")
+    events = served_events(30)
+    records = [
+        RawRecord("usage", 0, offset, None, encoded.value, encoded.headers)
+        for offset, encoded in enumerate(
+            encode_event(e, default_source="//llmgw/tests") for e in events
+        )
+    ]
+    config = PipelineConfig(usage_topic="usage", audit_topic="audit")
+    database = await Database.connect(DatabaseConfig(database_url))
+    unreachable = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    working = aioredis.Redis.from_url(redis_url)
+    try:
+        await migrate(database, COMPONENT, MIGRATIONS)
+        store = UsageStore(database)
+
+        def pipeline(client: aioredis.Redis) -> Pipeline:
+            return Pipeline(
+                store,
+                SpendLedger(client, namespace=namespace),
+                dead_letters=NoDeadLetters(),
+                metrics=PipelineMetrics(CollectorRegistry()),
+                config=config,
+            )
+
+        # Redis is away: the SQL transaction commits, then the batch fails.
+        with pytest.raises(RedisError):
+            await pipeline(unreachable).handle(records)
+        # The batch is delivered again, twice: counted once in SQL and in Redis.
+        redelivered = await pipeline(working).handle(records)
+        assert (redelivered.applied, redelivered.duplicates) == (0, 30)
+        await pipeline(working).handle(records)
+        rows = await store.usage_rows(UsageQuery(start=BASE_TIME, end=BASE_TIME + 86400))
+        assert rows[0].totals.value("request_count") == 30
+    finally:
+        await unreachable.aclose()
+        await working.aclose()
+        await database.close()
+    await assert_spend(redis_url, namespace, events)
