@@ -78,6 +78,11 @@ class UsageFact:
     counters: tuple[int, ...]
 
     @property
+    def claim(self) -> str:
+        """The key this fact is de-duplicated by: the event id."""
+        return self.event_id
+
+    @property
     def dimensions(self) -> tuple[str, ...]:
         """The values of :data:`DIMENSIONS`, in order."""
         return (self.api_key_id, self.project_id, self.model, self.provider)
@@ -99,6 +104,11 @@ class AuditFact:
     action: str
     resource: str
     body: str
+
+    @property
+    def claim(self) -> str:
+        """The key this fact is de-duplicated by: the entry id, apart from usage event ids."""
+        return f"audit:{self.id}"
 
 
 def canonical_tags(tags: dict[str, str]) -> str:

@@ -136,10 +136,10 @@ class Pipeline:
                 continue
             if isinstance(fact, UsageFact):
                 usage.append(fact)
-                topic_of.setdefault(fact.event_id, record.topic)
+                topic_of.setdefault(fact.claim, record.topic)
             else:
                 audit.append(fact)
-                topic_of.setdefault(fact.id, record.topic)
+                topic_of.setdefault(fact.claim, record.topic)
         if not usage and not audit:
             return BatchOutcome(0, 0, dead)
         now = int(self._clock())
@@ -148,7 +148,7 @@ class Pipeline:
         await self._record_spend(usage, result.new, result.duplicates, now)
         duplicates = 0
         counted: set[str] = set()
-        for fact_id in [*(f.event_id for f in usage), *(f.id for f in audit)]:
+        for fact_id in [*(f.claim for f in usage), *(f.claim for f in audit)]:
             topic = topic_of[fact_id]
             if fact_id in result.new and fact_id not in counted:
                 counted.add(fact_id)

@@ -39,8 +39,8 @@ T = TypeVar("T")
 class ApplyResult:
     """What :meth:`UsageStore.apply` did.
 
-    ``new`` are the ids applied by this call; ``duplicates`` maps each id that
-    was applied before to when (epoch seconds).
+    ``new`` are the claims (``UsageFact.claim``, ``AuditFact.claim``) applied by
+    this call; ``duplicates`` maps each claim applied before to when (epoch seconds).
     """
 
     new: frozenset[str]
@@ -139,14 +139,14 @@ class UsageStore:
     ) -> ApplyResult:
         """Apply the facts whose ids were never applied, in one transaction.
 
-        Facts sharing an id within the batch count once (the first).
+        Facts sharing a claim within the batch count once (the first).
         """
-        ids = list(dict.fromkeys([*(f.event_id for f in usage), *(f.id for f in audit)]))
+        ids = list(dict.fromkeys([*(f.claim for f in usage), *(f.claim for f in audit)]))
         async with self._database.transaction() as conn:
             new = await _claim(conn, ids, now)
             duplicates = await _processed_at(conn, [i for i in ids if i not in new])
-            fresh_usage = _first_of_each(usage, new, lambda f: f.event_id)
-            fresh_audit = _first_of_each(audit, new, lambda f: f.id)
+            fresh_usage = _first_of_each(usage, new, lambda f: f.claim)
+            fresh_audit = _first_of_each(audit, new, lambda f: f.claim)
             await _add_rollups(conn, fresh_usage)
             await _append_audit(conn, fresh_audit)
         return ApplyResult(frozenset(new), duplicates)

@@ -139,7 +139,7 @@ async def test_the_audit_log_is_filtered_and_paged_newest_first(store: UsageStor
     ]  # fmt: skip
     facts = [audit_fact(e.metadata.id, EVENT_TIME, e) for e in events]
     result = await store.apply([], facts, now=1)
-    assert result.new == {"e1", "e2", "e3", "e4"}
+    assert result.new == {"audit:e1", "audit:e2", "audit:e3", "audit:e4"}
     assert (await store.apply([], facts[:1], now=2)).new == frozenset()
 
     everything = AuditQuery(start_micros=micros, end_micros=micros + 10)
