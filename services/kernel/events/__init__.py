@@ -21,7 +21,13 @@ from services.kernel.events.cloudevents import (
     encode_event,
 )
 from services.kernel.events.inprocess import InProcessConfig, InProcessEventBus
-from services.kernel.events.kafka import ConsumerConfig, KafkaConfig, KafkaEventBus
+from services.kernel.events.kafka import (
+    ConsumerConfig,
+    KafkaConfig,
+    KafkaEventBus,
+    connection_kwargs,
+    kafka_config,
+)
 
 __all__ = [
     "ConsumerConfig",
@@ -37,6 +43,8 @@ __all__ = [
     "KafkaEventBus",
     "RetryPolicy",
     "Subscription",
+    "connection_kwargs",
     "decode_event",
     "encode_event",
+    "kafka_config",
 ]

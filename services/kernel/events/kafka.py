@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 
+from services.kernel.config import KafkaSettings
 from services.kernel.events.bus import Envelope, EventHandler, RetryPolicy, Subscription
 from services.kernel.events.cloudevents import (
     EventDecodeError,
@@ -273,3 +274,25 @@ def _connection_kwargs(config: KafkaConfig) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = config.sasl_username
         kwargs["sasl_plain_password"] = config.sasl_password
     return kwargs
+
+
+def connection_kwargs(config: KafkaConfig) -> dict[str, Any]:
+    """The aiokafka client arguments (servers, client id, TLS, SASL) of ``config``.
+
+    For components that need a raw aiokafka client next to the bus, e.g. a
+    consumer that handles whole batches or a producer of undecoded records.
+    """
+    return _connection_kwargs(config)
+
+
+def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
+    """``settings`` with the SASL credentials read from the variables they name in ``env``."""
+    return KafkaConfig(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        security_protocol=settings.security_protocol,
+        sasl_mechanism=settings.sasl_mechanism,
+        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
+        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
+        ssl_cafile=settings.ssl_cafile,
+    )
