@@ -61,9 +61,7 @@ async def complete(
     if sleep:
         metadata += (("x-test-sleep", str(sleep)),)
     try:
-        await running.channel.unary_unary(f"/{INFERENCE}/Complete")(
-            request() if body is None else body, metadata=metadata
-        )
+        await running.unary()(request() if body is None else body, metadata=metadata)
     except aio.AioRpcError as error:
         return error
     return None
@@ -83,7 +81,7 @@ def reason_of(error: aio.AioRpcError) -> str:
     for detail in rich_status(error).details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo")
 
 
@@ -92,7 +90,7 @@ def retry_delay_seconds(error: aio.AioRpcError) -> float:
     for detail in rich_status(error).details:
         info = error_details_pb2.RetryInfo()
         if detail.Unpack(info):
-            return info.retry_delay.ToTimedelta().total_seconds()
+            return float(info.retry_delay.ToTimedelta().total_seconds())
     raise AssertionError("no RetryInfo")
 
 

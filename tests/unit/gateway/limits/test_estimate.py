@@ -11,12 +11,14 @@ INFERENCE = "/llmgw.inference.v1.InferenceService"
 ESTIMATOR = TokenEstimator(chars_per_token=4, default_max_output_tokens=100)
 
 
-def _completion(**sampling: int) -> inference_pb2.CompletionRequest:
-    return inference_pb2.CompletionRequest(
+def _completion(max_output_tokens: int | None = None) -> inference_pb2.CompletionRequest:
+    completion = inference_pb2.CompletionRequest(
         model="m",
         messages=[inference_pb2.Message(content=[inference_pb2.ContentPart(text="x" * 40)])],
-        sampling=inference_pb2.SamplingParameters(**sampling),
     )
+    if max_output_tokens is not None:
+        completion.sampling.max_output_tokens = max_output_tokens
+    return completion
 
 
 def test_input_is_length_over_four_plus_the_requested_output() -> None:
