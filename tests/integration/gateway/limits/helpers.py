@@ -14,7 +14,7 @@ from llmgw.inference.v1 import inference_pb2
 from services.kernel.errors import STATUS_DETAILS_KEY
 from tests.unit.gateway.conftest import RunningGateway, StartGateway, cluster, gateway_settings
 from tests.unit.gateway.limits.callers import ENTRY_POINTS, caller
-from tests.unit.gateway.raw_upstream import INFERENCE, RawReplica
+from tests.unit.gateway.raw_upstream import RawReplica
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 """A Redis URL nothing listens on."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 import redis.asyncio as aioredis
+from grpc import aio
 
 from tests.harness.redis_server import redis_server
 from tests.integration.gateway.limits.helpers import (
@@ -22,6 +25,7 @@ from tests.integration.gateway.limits.helpers import (
     start_limited,
 )
 from tests.unit.gateway.conftest import StartGateway, StartReplicas, eventually
+from tests.unit.gateway.limits.callers import caller
 
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -212,3 +216,77 @@ async def test_a_redis_that_stops_mid_way_switches_to_the_configured_choice(
     assert_refused(error, grpc.StatusCode.UNAVAILABLE, "RATE_LIMIT_UNAVAILABLE")
     assert metric(fail_open, "llmgw_gateway_rate_limit_redis_errors_total") == 1
     assert metric(fail_open, "llmgw_gateway_rate_limit_fail_open_total") == 1
+
+
+async def test_the_token_correction_has_landed_once_the_gateway_has_stopped(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    rule = {"id": "tpm", "key": "k1", "tokens_per_minute": 6000}  # 10 ms per token
+    gateway = await start_limited(
+        start_gateway, replica, tmp_path, rate_limit=_config(redis_url, redis_prefix, rule)
+    )
+    body = request(max_output_tokens=450)
+    used = len(body) + 7  # what the raw upstream reports
+
+    assert await complete(gateway, "k1", body=body) is None
+    await gateway.server.drain(grace_seconds=0)
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        tat = float(await client.get(f"{redis_prefix}llmgw:ratelimit:{{k1}}:tpm:tokens"))
+        seconds, micros = await client.time()
+    finally:
+        await client.aclose()
+    ahead_ms = tat - (seconds * 1000 + micros / 1000)
+    assert ahead_ms <= used * 10  # the ~460-token reservation became the ~40 used
+
+
+async def test_methods_without_a_model_are_limited_on_arrival(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    rule = {"id": "rpm", "key": "k1", "requests_per_minute": 1}
+    gateway = await start_limited(
+        start_gateway, replica, tmp_path, rate_limit=_config(redis_url, redis_prefix, rule)
+    )
+
+    async def upload() -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"row"
+
+        await gateway.client_stream()(chunks(), metadata=caller("k1"))
+
+    await upload()
+    with pytest.raises(aio.AioRpcError) as refused:
+        await upload()
+    assert_refused(refused.value, RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
+
+
+async def test_malformed_requests_are_limited_never_internal(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    rule = {"id": "tpm", "key": "k1", "requests_per_minute": 3, "tokens_per_minute": 100_000}
+    gateway = await start_limited(
+        start_gateway, replica, tmp_path, rate_limit=_config(redis_url, redis_prefix, rule)
+    )
+    bodies = [b"", b"\xff", b"\x0a\xff\xff\xff\xff", b"\x0a\x02\x12\x00" * 50, b"\x08" * 10]
+
+    errors = [await complete(gateway, "k1", body=body) for body in bodies]
+
+    assert errors[:3] == [None, None, None]
+    for error in errors[3:]:
+        assert_refused(error, RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
