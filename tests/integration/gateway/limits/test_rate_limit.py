@@ -238,11 +238,12 @@ async def test_the_token_correction_has_landed_once_the_gateway_has_stopped(
 
     client = aioredis.Redis.from_url(redis_url)
     try:
-        tat = float(await client.get(f"{redis_prefix}llmgw:ratelimit:{{k1}}:tpm:tokens"))
+        stored = await client.get(f"{redis_prefix}llmgw:ratelimit:{{k1}}:tpm:tokens")
         seconds, micros = await client.time()
     finally:
         await client.aclose()
-    ahead_ms = tat - (seconds * 1000 + micros / 1000)
+    assert stored is not None
+    ahead_ms = float(stored) - (seconds * 1000 + micros / 1000)
     assert ahead_ms <= used * 10  # the ~460-token reservation became the ~40 used
 
 
