@@ -1,0 +1,147 @@
+"""The security side of one gateway process, opened before serving and closed after.
+
+:class:`SecurityRuntime` is built with the gateway (its cache, audit publisher
+and JWT verifier are what the ``authn``/``authz`` filters and the rate-limit
+and budget filters read) and :meth:`SecurityRuntime.lifespan` opens, in order:
+the database (migrated to the ``admin`` schema), the bootstrap key (when
+configured), the first snapshot, the JWKS, the event bus (Kafka when
+``kafka.bootstrap_servers`` is set, else in-process), the audit publisher and
+the poller that keeps the snapshot current. They close in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from grpc import aio
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import make_url
+
+from gateway.admin.api import AdminApi
+from gateway.admin.bootstrap import bootstrap_admin_key
+from gateway.admin.schema import COMPONENT, MIGRATIONS
+from gateway.admin.servicer import SERVICE, AdminServicer
+from gateway.admin.store import AdminStore
+from gateway.auth.audit import SOURCE, AuditConfig, AuditPublisher, Publisher
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.authorizer import Authorizer
+from gateway.auth.cache import PolicyCache
+from gateway.auth.context import SecurityContext
+from gateway.auth.tokens import JwtVerifier
+from gateway.settings import GatewaySettings
+from llmgw.admin.v1 import admin_pb2_grpc
+from llmgw.events.v1 import events_pb2
+from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
+from services.kernel.migrations import migrate
+from services.kernel.server import ServiceRegistration
+from services.kernel.sql import Database, DatabaseConfig
+from services.models.runtime import kafka_config
+
+_log = logging.getLogger(__name__)
+
+
+def sqlite_parent(url: str) -> Path | None:
+    """The folder of a SQLite database file, None for other databases or in-memory ones."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).parent
+
+
+class SecurityRuntime:
+    """Keys, policies, the admin API and audit of one gateway; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: CollectorRegistry,
+        env: Mapping[str, str],
+        publisher: Publisher | None = None,
+    ) -> None:
+        """Prepare; nothing opens before :meth:`lifespan`. ``publisher`` replaces the
+        configured event bus (tests)."""
+        self._settings = settings
+        self._env = env
+        self._publisher = publisher
+        security = settings.gateway.security
+        self.cache = PolicyCache(security.poll_interval_seconds)
+        self.audit = AuditPublisher(
+            AuditConfig(topic=security.audit_topic, buffer_size=security.audit_buffer_size),
+            registry,
+        )
+        self.jwt = JwtVerifier(security.jwt) if security.jwt is not None else None
+        self.context = SecurityContext(keys=self.cache, jwt=self.jwt, audit=self.audit)
+        self._servicer: AdminServicer | None = None
+        self.api: AdminApi | None = None
+
+    def registration(self) -> ServiceRegistration:
+        """The AdminService, served once :meth:`lifespan` has opened the store."""
+        return ServiceRegistration(SERVICE, self._add_to_server)
+
+    def _add_to_server(self, server: aio.Server) -> None:
+        if self._servicer is None:
+            raise RuntimeError("the admin API is not started")
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(self._servicer, server)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open everything, serve, close everything in reverse."""
+        settings = self._settings
+        security = settings.gateway.security
+        async with AsyncExitStack() as stack:
+            folder = sqlite_parent(settings.database_url)
+            if folder is not None:
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            database = await Database.connect(DatabaseConfig(settings.database_url))
+            stack.push_async_callback(database.close)
+            await migrate(database, COMPONENT, MIGRATIONS)
+            store = AdminStore(database)
+            api = AdminApi(store)
+            if security.bootstrap_key_file is not None:
+                await bootstrap_admin_key(
+                    api, security.bootstrap_key_file, security.bootstrap_project
+                )
+            await self.cache.refresh(store)
+            if self.jwt is not None:
+                try:
+                    await self.jwt.keys.load()
+                except Exception as exc:  # unreadable now: retried on the first token
+                    _log.warning("cannot read the JWKS at start: %r", exc)
+            self.audit.start(self._publisher or await self._open_bus(stack))
+            stack.push_async_callback(self.audit.aclose)
+            poller = asyncio.create_task(self.cache.run(store), name="admin-policy-poller")
+            stack.push_async_callback(_cancel, poller)
+            self.api = api
+            self._servicer = AdminServicer(
+                api, Authenticator(self.cache, self.jwt), Authorizer(self.cache), self.audit
+            )
+            try:
+                yield
+            finally:
+                self._servicer = None
+                self.api = None
+
+    async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
+        settings = self._settings
+        types = EventTypeRegistry.from_module(events_pb2)
+        if settings.kafka.bootstrap_servers:
+            bus = KafkaEventBus(kafka_config(settings.kafka, self._env), types, SOURCE)
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            return bus
+        in_process = InProcessEventBus(types, SOURCE)
+        stack.push_async_callback(in_process.close)
+        return in_process
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
