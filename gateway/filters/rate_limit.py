@@ -10,8 +10,9 @@ Calls of methods whose requests name a model are checked on their first message,
 which also gives the token reservation (:mod:`gateway.limits.estimate`); other calls
 are checked on arrival and reserve no tokens. At the end of a call the reservation
 is corrected by the usage the upstream reports in its trailers (or given back
-when the call never reached an upstream), in a background write that ``stop``
-waits for.
+when the call never reached an upstream). Corrections are summed per limit and
+written together every ``correction_interval_seconds`` (one script for all the
+calls that ended meanwhile); ``stop`` writes what is left.
 
 Refusals are RESOURCE_EXHAUSTED with RetryInfo and reason ``RATE_LIMITED_REQUESTS``,
 ``RATE_LIMITED_TOKENS`` or ``RATE_LIMITED_CONCURRENCY``. While Redis is unreachable
@@ -90,6 +91,7 @@ class RateLimitConfig(RedisLimitsConfig):
     chars_per_token: float = Field(default=4.0, gt=0)
     default_max_output_tokens: int = Field(default=1024, ge=0)
     lease_ttl_seconds: float = Field(default=30.0, gt=0)
+    correction_interval_seconds: float = Field(default=0.05, gt=0)
     input_tokens_trailer: str = "llmgw-usage-input-tokens"
     output_tokens_trailer: str = "llmgw-usage-output-tokens"
 
@@ -122,6 +124,8 @@ class RateLimit(GatewayFilter):
         self._writes = BackgroundWrites()
         self._taken: dict[int, _Taken] = {}
         self._renewing: asyncio.Task[None] | None = None
+        self._corrections: dict[str, tuple[RateCharge, int]] = {}
+        self._correcting: asyncio.Task[None] | None = None
         registry = context.registry
         self._decisions = Counter(
             "llmgw_gateway_rate_limit_decisions_total",
@@ -260,8 +264,13 @@ class RateLimit(GatewayFilter):
             return
         delta = self._used_tokens(outcome, taken.reserved_tokens) - taken.reserved_tokens
         if taken.tokens and delta:
-            corrections = [(charge, delta) for charge in taken.tokens]
-            self._writes.spawn(self._write(taken.limiter.adjust(corrections)))
+            if taken.limiter is self._redis:
+                for charge in taken.tokens:
+                    pending = self._corrections.get(charge.key)
+                    self._corrections[charge.key] = (charge, delta + (pending[1] if pending else 0))
+            else:
+                corrections = [(charge, delta) for charge in taken.tokens]
+                self._writes.spawn(self._write(taken.limiter.adjust(corrections)))
         if taken.leases:
             self._writes.spawn(self._write(taken.limiter.release(taken.leases, taken.lease_id)))
 
@@ -287,6 +296,17 @@ class RateLimit(GatewayFilter):
         """Open the Redis client (or keep retrying it) and renew held leases."""
         await self._link.start()
         self._renewing = asyncio.create_task(self._renew_leases())
+        self._correcting = asyncio.create_task(self._write_corrections())
+
+    async def _write_corrections(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.correction_interval_seconds)
+            await self._flush_corrections()
+
+    async def _flush_corrections(self) -> None:
+        if self._corrections and self._redis is not None:
+            corrections, self._corrections = list(self._corrections.values()), {}
+            await self._write(self._redis.adjust(corrections))
 
     async def _renew_leases(self) -> None:
         period = self._config.lease_ttl_seconds / 3
@@ -306,9 +326,11 @@ class RateLimit(GatewayFilter):
 
     async def stop(self) -> None:
         """Finish the pending corrections, then close the client."""
-        if self._renewing is not None:
-            self._renewing.cancel()
-            await asyncio.gather(self._renewing, return_exceptions=True)
+        for task in (self._renewing, self._correcting):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await self._flush_corrections()
         await self._writes.drain()
         await self._link.stop()
 

@@ -227,9 +227,9 @@ async def test_the_token_correction_has_landed_once_the_gateway_has_stopped(
 ) -> None:
     (replica,) = await start_replicas(1)
     rule = {"id": "tpm", "key": "k1", "tokens_per_minute": 6000}  # 10 ms per token
-    gateway = await start_limited(
-        start_gateway, replica, tmp_path, rate_limit=_config(redis_url, redis_prefix, rule)
-    )
+    # corrections wait for the hourly write: only stopping the gateway can write this one
+    config = _config(redis_url, redis_prefix, rule, correction_interval_seconds=3600)
+    gateway = await start_limited(start_gateway, replica, tmp_path, rate_limit=config)
     body = request(max_output_tokens=450)
     used = len(body) + 7  # what the raw upstream reports
 
