@@ -120,7 +120,11 @@ class SecurityRuntime:
             stack.push_async_callback(_cancel, poller)
             self.api = api
             self._servicer = AdminServicer(
-                api, Authenticator(self.cache, self.jwt), Authorizer(self.cache), self.audit
+                api,
+                Authenticator(self.cache, self.jwt),
+                Authorizer(self.cache),
+                self.audit,
+                after_write=lambda: self.cache.refresh(store),
             )
             try:
                 yield

@@ -52,8 +52,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         authenticator: Authenticator,
         authorizer: Authorizer,
         audit: AuditSink,
+        after_write: Callable[[], Awaitable[object]],
     ) -> None:
-        """Check callers with ``authenticator``/``authorizer``; record to ``audit``."""
+        """Check callers with ``authenticator``/``authorizer``; record to ``audit``.
+
+        ``after_write`` is awaited after every successful write before the reply
+        (it reloads this replica's cache, so a caller reads its own writes).
+        """
+        self._after_write = after_write
         self._api = api
         self._authenticator = authenticator
         self._authorizer = authorizer
@@ -113,6 +119,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             self._record(context, action, resource(None), error.to_status(), grants.principal)
             raise
         self._record(context, action, resource(result), _OK, grants.principal)
+        await self._after_write()
         return result
 
     # Projects

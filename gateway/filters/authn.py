@@ -2,7 +2,8 @@
 
 It reads the credential from the call's metadata (see
 :mod:`gateway.auth.authenticator`), sets ``call.principal`` and ``call.key_id``,
-and forwards the principal to the upstream as ``llmgw-actor-*`` metadata. A call
+and forwards the principal to the upstream as ``llmgw-actor-*`` metadata instead
+of the credential (which the upstream never sees). A call
 without a valid credential ends with UNAUTHENTICATED and a reason
 (``CREDENTIALS_MISSING``, ``API_KEY_INVALID``, ``TOKEN_EXPIRED``...) and is
 recorded in the audit log. Keys are read from memory; the JWKS (when ``jwt`` is
@@ -12,13 +13,15 @@ configured in ``gateway.security.jwt``) is fetched at start and cached.
 from __future__ import annotations
 
 from gateway.auth.audit import AuditSink, audit_entry
-from gateway.auth.authenticator import Authenticator
+from gateway.auth.authenticator import API_KEY_HEADER, AUTHORIZATION, Authenticator
 from gateway.auth.grants import GrantTable
 from gateway.filters.base import Call, CallOutcome, FilterContext, FilterPlugin, GatewayFilter, Stop
 from services.kernel.config import Section
 from services.kernel.errors import LlmgwError
 
 AUTHENTICATE_ACTION = "gateway.calls.authenticate"
+CREDENTIAL_KEYS = frozenset({AUTHORIZATION, API_KEY_HEADER})
+"""Metadata holding the credential; never forwarded upstream."""
 
 
 class AuthnConfig(Section):
@@ -66,7 +69,10 @@ class AuthnFilter(GatewayFilter):
             return stop
         call.principal = grants.principal
         call.key_id = grants.key_id
-        call.upstream_metadata = (*call.upstream_metadata, *grants.principal.to_metadata())
+        call.upstream_metadata = (
+            *(pair for pair in call.upstream_metadata if pair[0] not in CREDENTIAL_KEYS),
+            *grants.principal.to_metadata(),
+        )
         self._grants.put(call, grants)
         return None
 

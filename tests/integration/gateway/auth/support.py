@@ -61,7 +61,7 @@ class SecureGateway:
     events: EventLog
 
     @property
-    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
+    def admin(self) -> admin_pb2_grpc.AdminServiceAsyncStub:
         """A stub of the gateway's admin API."""
         return admin_pb2_grpc.AdminServiceStub(self.channel)
 
