@@ -8,9 +8,15 @@ key over budget is refused by every replica as soon as its spend is recorded.
 
 A ``BLOCK`` budget that is used up ends the call with RESOURCE_EXHAUSTED, reason
 ``BUDGET_EXCEEDED``, and RetryInfo until the period ends; an ``ALERT_ONLY`` budget
-lets the call pass and counts it. While Redis is unreachable the filter lets calls
-pass (``fail_open``) or ends them with UNAVAILABLE, reason ``BUDGET_UNAVAILABLE``
-(``fail_closed``).
+lets the call pass and counts it.
+
+The read starts when the call arrives; calls of methods naming a model (the
+inference calls) are decided on their first message, so with ``budget`` placed
+after ``rate_limit`` in the chain the spend read and the rate-limit check travel
+to Redis together and cost one round trip of time, not two.
+
+While Redis is unreachable the filter lets calls pass (``fail_open``) or ends them
+with UNAVAILABLE, reason ``BUDGET_UNAVAILABLE`` (``fail_closed``).
 
 Metrics: ``llmgw_gateway_budget_decisions_total`` (by decision: allowed, blocked,
 alerted, unavailable, fail_open) and ``llmgw_gateway_budget_redis_errors_total``.
@@ -18,13 +24,22 @@ alerted, unavailable, fail_open) and ``llmgw_gateway_budget_redis_errors_total``
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
-from gateway.filters.base import Call, FilterContext, FilterPlugin, GatewayFilter, Stop
+from gateway.filters.base import (
+    Call,
+    CallOutcome,
+    FilterContext,
+    FilterPlugin,
+    GatewayFilter,
+    Stop,
+)
 from gateway.limits.redis_access import (
     REDIS_ERRORS,
     OnRedisError,
@@ -32,6 +47,7 @@ from gateway.limits.redis_access import (
     RedisLink,
 )
 from gateway.limits.rules import BudgetRuleConfig, StaticPolicies
+from gateway.model_field import ModelFieldReader
 from gateway.policies import BudgetEnforcement, BudgetRule, PolicySource
 from services.kernel.errors import ResourceExhausted, Unavailable
 from services.kernel.spend import SpendLedger, period_window
@@ -44,6 +60,15 @@ class BudgetConfig(RedisLimitsConfig):
     """Config of the budget filter; ``budgets`` replaces the gateway's policies when set."""
 
     budgets: tuple[BudgetRuleConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A spend read started on a call's arrival, awaited on its first message."""
+
+    rules: Sequence[BudgetRule]
+    now: datetime
+    spent: asyncio.Future[list[int] | None]
 
 
 class Budget(GatewayFilter):
@@ -61,6 +86,8 @@ class Budget(GatewayFilter):
         self._clock = clock or _utc_now
         self._link = RedisLink(config, "llmgw-gateway-budget")
         self._ledger: SpendLedger | None = None
+        self._models = ModelFieldReader()
+        self._reads: dict[int, _Read] = {}
         self._decisions = Counter(
             "llmgw_gateway_budget_decisions_total",
             "Budget checks, by decision (allowed, blocked, alerted, unavailable, fail_open).",
@@ -74,13 +101,38 @@ class Budget(GatewayFilter):
         )
         self._allowed = self._decisions.labels("allowed")
 
+    def reads_first_message_of(self, method: str) -> bool:
+        """Calls of methods naming a model are decided on their first message (see above)."""
+        return self._models.path(method) is not None
+
     async def on_request(self, call: Call) -> Stop | None:
-        """Refuse the call when one of its ``BLOCK`` budgets is used up."""
+        """Read the caller's spend; decide now, or on the first message when one comes."""
         rules = self._policies.budgets(call.principal)
         if not rules:
             return None
         now = self._clock()
-        spent = await self._spent(rules, now)
+        if self._models.path(call.method) is None:
+            return self._decide(rules, await self._spent(rules, now), now)
+        read = asyncio.ensure_future(self._spent(rules, now))
+        self._reads[id(call)] = _Read(rules, now, read)
+        return None
+
+    async def on_first_message(self, call: Call, message: bytes) -> Stop | None:
+        """Refuse the call when one of its ``BLOCK`` budgets is used up."""
+        pending = self._reads.pop(id(call), None)
+        if pending is None:
+            return None
+        return self._decide(pending.rules, await pending.spent, pending.now)
+
+    def on_call_end(self, call: Call, outcome: CallOutcome) -> None:
+        """Drop the read of a call that ended before its first message."""
+        pending = self._reads.pop(id(call), None)
+        if pending is not None:
+            pending.spent.cancel()
+
+    def _decide(
+        self, rules: Sequence[BudgetRule], spent: list[int] | None, now: datetime
+    ) -> Stop | None:
         if spent is None:
             if self._config.on_redis_error is OnRedisError.FAIL_CLOSED:
                 self._decisions.labels("unavailable").inc()
