@@ -5,11 +5,11 @@ sits behind two gateway processes started from the same settings but for their
 filter chains:
 
 - ``plain``: no filters at all (raw forwarding);
-- ``secured``: the caller's authentication (``authn`` with an API key when the
-  gateway has that filter, else ``bench_caller``, which names a fixed caller), then
-  ``rate_limit`` (requests and tokens per minute of the key and of its project, in
-  Redis) and ``budget`` (a monthly budget of the key, read from the spend ledger in
-  Redis). The limits are high enough never to refuse: every call pays the full check.
+- ``secured``: ``authn`` (an API key, the bootstrap key the gateway creates through
+  its admin store in SQLite at start), ``authz`` (scopes and model allowlists),
+  ``rate_limit`` (requests and tokens per minute of the key's project, in Redis) and
+  ``budget`` (a monthly budget of the project, read from the spend ledger in Redis).
+  The limits are high enough never to refuse: every call pays the full check.
 
 Calls alternate between the two paths in rounds so that machine noise hits both
 alike. Figures: p50/p99 latency of unary ``Complete`` and 20-chunk
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ MAX_ADDED_UNARY_P50_MS = 1.0
 """What authentication, rate limiting and budgets together may add to a unary call's p50."""
 NEVER = 1_000_000_000
 """A limit no benchmark run reaches."""
+PROJECT = "bench"
 
 
 @dataclass
@@ -58,26 +60,27 @@ class Servers:
     secured_filters: list[str]
 
 
-def _start(command: list[str], started: list[subprocess.Popen[str]], env: dict[str, str]) -> int:
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    started.append(process)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line.startswith("PORT "), f"{command} did not start: {line!r}"
-    return int(line.split()[1])
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
-def _gateway_settings(path: Path, inference_port: int, filters: list[dict[str, Any]]) -> Path:
+def _gateway_settings(
+    path: Path, inference_port: int, filters: list[dict[str, Any]], security: dict[str, Any]
+) -> Path:
     path.write_text(
         yaml.safe_dump(
             {
-                "server": {"port": 0},
                 "metrics": {"enabled": False},
                 "logging": {"level": "WARNING"},
+                "database_url": f"sqlite+aiosqlite:///{path.with_suffix('.db')}",
                 "gateway": {
                     "filters": filters,
                     "clusters": {"inference": {"endpoints": [f"127.0.0.1:{inference_port}"]}},
                     "routes": [{"match": {"service": INFERENCE}, "cluster": "inference"}],
+                    "security": security,
                 },
             }
         ),
@@ -86,14 +89,20 @@ def _gateway_settings(path: Path, inference_port: int, filters: list[dict[str, A
     return path
 
 
-def _limit_filters(redis_url: str, key_id: str, project: str) -> list[dict[str, Any]]:
+def _secured_filters(redis_url: str) -> list[dict[str, Any]]:
     redis = {"redis_url": redis_url, "namespace": "bench"}
     rules = [
-        {"id": "key", "key": key_id, "requests_per_minute": NEVER, "tokens_per_minute": NEVER},
-        {"id": "project", "project": project, "requests_per_minute": NEVER},
+        {
+            "id": "bench",
+            "project": PROJECT,
+            "requests_per_minute": NEVER,
+            "tokens_per_minute": NEVER,
+        }
     ]
-    budgets = [{"id": "key-month", "key": key_id, "amount_nanos": NEVER * NEVER}]
+    budgets = [{"id": "bench-month", "project": PROJECT, "amount_nanos": NEVER * NEVER}]
     return [
+        {"name": "authn"},
+        {"name": "authz"},
         {"name": "rate_limit", "config": {**redis, "rules": rules}},
         {"name": "budget", "config": {**redis, "budgets": budgets}},
     ]
@@ -118,31 +127,54 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
         encoding="utf-8",
     )
     env = _env()
+    key_file = tmp_path / "bench.key"
     started: list[subprocess.Popen[str]] = []
     with redis_server() as redis:
         try:
-            inference_port = _start(
+            inference = subprocess.Popen(
                 [sys.executable, "-m", "bench.inference_server", str(inference_settings)],
-                started,
-                env,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
             )
-            auth, metadata = _authentication()
-            secured_filters = [auth, *_limit_filters(redis.url, "bench-key", "bench")]
-            ports = [
-                _start(
-                    [sys.executable, "-m", "bench.gateway_server", str(settings)],
-                    started,
-                    env,
+            started.append(inference)
+            assert inference.stdout is not None
+            line = inference.stdout.readline()
+            assert line.startswith("PORT "), f"inference did not start: {line!r}"
+            inference_port = int(line.split()[1])
+            filters = _secured_filters(redis.url)
+            configs = {
+                "plain": _gateway_settings(
+                    tmp_path / "plain.yaml", inference_port, [], {"enabled": False}
+                ),
+                "secured": _gateway_settings(
+                    tmp_path / "secured.yaml",
+                    inference_port,
+                    filters,
+                    {"bootstrap_key_file": str(key_file), "bootstrap_project": PROJECT},
+                ),
+            }
+            ports = {}
+            for name, config in configs.items():
+                port = ports[name] = _free_port()
+                command = ["serve", "gateway", "--config", str(config), "--port", str(port)]
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "services.cli", *command],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    text=True,
                 )
-                for settings in (
-                    _gateway_settings(tmp_path / "plain.yaml", inference_port, []),
-                    _gateway_settings(tmp_path / "secured.yaml", inference_port, secured_filters),
-                )
-            ]
-            for port in ports:
+                started.append(process)
                 assert asyncio.run(wait_until_serving(f"127.0.0.1:{port}", timeout=30))
-            names = [entry["name"] for entry in secured_filters]
-            yield Servers(ports[0], ports[1], metadata, names)
+            secret = key_file.read_text(encoding="utf-8").strip()
+            yield Servers(
+                ports["plain"],
+                ports["secured"],
+                (("authorization", f"Bearer {secret}"),),
+                [entry["name"] for entry in filters],
+            )
         finally:
             for process in started:
                 process.terminate()
@@ -162,11 +194,6 @@ def _target(channel: aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) ->
             pass
 
     return Target(unary, stream)
-
-
-def _authentication() -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
-    """The chain's first filter and the metadata a call carries for it."""
-    return {"name": "bench_caller"}, ()
 
 
 @pytest.mark.slow
