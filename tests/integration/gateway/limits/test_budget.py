@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,53 @@ async def test_unreachable_redis_fails_open_or_closed_as_configured(
     assert metric(opened, "llmgw_gateway_budget_decisions_total", decision="fail_open") == 1
     error = await complete(closed, "k1")
     assert_refused(error, grpc.StatusCode.UNAVAILABLE, "BUDGET_UNAVAILABLE")
+
+
+async def test_with_rate_limits_first_a_refusal_by_either_leaves_the_other_clean(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    namespace = {"redis_url": redis_url, "namespace": f"{redis_prefix}llmgw"}
+    rule = {"id": "r", "key": "k1", "requests_per_minute": 2, "tokens_per_minute": 2000}
+    limits = {
+        **namespace,
+        "rules": [rule],
+        "default_max_output_tokens": 500,  # a call reserves ~510 tokens: 15 s of the limit
+        "correction_interval_seconds": 0.01,
+    }
+    budgets = {**namespace, "budgets": [{"id": "b", "key": "k1", "amount_nanos": 10}]}
+    gateway = await start_limited(
+        start_gateway, replica, tmp_path, rate_limit=limits, budget=budgets
+    )
+    tokens_key = f"{redis_prefix}llmgw:ratelimit:{{k1}}:r:tokens"
+
+    assert await complete(gateway, "k1") is None
+    await _record(redis_url, redis_prefix, "e1", 10, SpendSubject(SubjectKind.API_KEY, "k1"))
+    over = await complete(gateway, "k1")
+    assert_refused(over, grpc.StatusCode.RESOURCE_EXHAUSTED, BUDGET_EXCEEDED)
+    limited = await complete(gateway, "k1")  # the budget never sees it
+    assert_refused(limited, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
+
+    decisions = "llmgw_gateway_budget_decisions_total"
+    assert metric(gateway, decisions, decision="allowed") == 1
+    assert metric(gateway, decisions, decision="blocked") == 1
+    assert len(replica.seen) == 1
+    # the refused call's token reservation is given back: only the first call's usage stays
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for _ in range(200):
+            stored = await client.get(tokens_key)
+            seconds, micros = await client.time()
+            assert stored is not None
+            ahead_ms = float(stored) - (seconds * 1000 + micros / 1000)
+            if ahead_ms < 100 * 30:  # under 100 tokens at 30 ms each
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the reservation of the refused call was never given back")
+    finally:
+        await client.aclose()
