@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -265,7 +265,7 @@ class LocalLimiter:
     the callers active in the last minute.
     """
 
-    clock: Any = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _tats: dict[str, float] = field(default_factory=dict)
     _leases: dict[str, set[str]] = field(default_factory=dict)
 
