@@ -103,6 +103,9 @@ class Runner:
 
     def _start_children(self) -> None:
         self._config.log_dir.mkdir(parents=True, exist_ok=True)
+        # the local state folder (default SQLite database, bootstrap key), before any child
+        # races to open the database in it
+        self._config.bootstrap_key_file.parent.mkdir(parents=True, exist_ok=True)
         for spec in self._config.children:
             log = (self._config.log_dir / f"{spec.name}.log").open("wb")
             argv = [
