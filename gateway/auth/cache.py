@@ -75,7 +75,10 @@ class PolicyCache:
         """Reload from ``store`` when its revision differs from ours; True when it reloaded."""
         if await store.revision() == self._snapshot.revision:
             return False
-        self._snapshot = await store.snapshot()
+        snapshot = await store.snapshot()
+        if snapshot.revision < self._snapshot.revision:
+            return False  # a concurrent refresh already installed a newer one
+        self._snapshot = snapshot
         return True
 
     async def run(self, store: SnapshotStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -233,3 +234,50 @@ async def test_every_refusal_is_an_audit_event_and_admin_writes_are_too(
     assert created.secret not in str(entries)
     assert entries[2].actor.id == created.api_key.id
     assert entries[0].client_address
+
+
+def _odd_metadata(seed: int, count: int) -> list[tuple[tuple[str, str | bytes], ...]]:
+    """``count`` sets of malformed credential metadata, the same for a ``seed``."""
+    rng = random.Random(seed)
+    printable = "".join(chr(c) for c in range(0x20, 0x7F))  # what gRPC metadata may carry
+    pieces = ["Bearer ", "bearer ", "Basic ", "llmgw_", "_", ".", "eyJ", "=", " ", "%00"]
+
+    def text() -> str:
+        parts = [
+            rng.choice(pieces) if rng.random() < 0.5 else rng.choice(printable)
+            for _ in range(rng.randint(0, 30))
+        ]
+        return "".join(parts)
+
+    sets: list[tuple[tuple[str, str | bytes], ...]] = []
+    for _ in range(count):
+        pairs: list[tuple[str, str | bytes]] = []
+        for _ in range(rng.randint(1, 3)):
+            key = rng.choice(["authorization", "x-api-key", "llmgw-actor-id", "authorization-bin"])
+            if key.endswith("-bin"):
+                pairs.append((key, rng.randbytes(rng.randint(0, 40))))
+            else:
+                pairs.append((key, text().strip() or "x"))
+        sets.append(tuple(pairs))
+    return sets
+
+
+async def test_malformed_metadata_through_the_gateway_is_never_internal(
+    gateway: SecureGateway, upstream: RawReplica
+) -> None:
+    for metadata in _odd_metadata(seed=7, count=150):
+        try:
+            await gateway.complete()(completion(), metadata=metadata, timeout=5)
+        except aio.AioRpcError as error:
+            assert error.code() is grpc.StatusCode.UNAUTHENTICATED, (metadata, error)
+            assert reason(error) in {
+                "CREDENTIALS_MISSING",
+                "CREDENTIALS_MALFORMED",
+                "CREDENTIALS_INVALID",
+                "API_KEY_INVALID",
+                "TOKEN_INVALID",
+                "TOKEN_KEY_UNKNOWN",
+            }
+        else:
+            raise AssertionError(f"accepted {metadata}")
+    assert upstream.seen == []
