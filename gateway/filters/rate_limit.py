@@ -17,7 +17,9 @@ calls that ended meanwhile); ``stop`` writes what is left.
 Refusals are RESOURCE_EXHAUSTED with RetryInfo and reason ``RATE_LIMITED_REQUESTS``,
 ``RATE_LIMITED_TOKENS`` or ``RATE_LIMITED_CONCURRENCY``. While Redis is unreachable
 the filter fails open (an in-process limiter with the same rules) or closed
-(UNAVAILABLE, reason ``RATE_LIMIT_UNAVAILABLE``), as configured.
+(UNAVAILABLE, reason ``RATE_LIMIT_UNAVAILABLE``), as configured. The in-process
+limiter counts one replica's calls only: ``local_share`` (e.g. 1/3 with three
+replicas) keeps the replicas' total near the limit while Redis is down.
 
 Config::
 
@@ -25,6 +27,7 @@ Config::
       config:
         redis_url: redis://redis:6379/0
         on_redis_error: fail_open        # or fail_closed
+        local_share: 0.34                # of each limit per replica while failing open
         default_max_output_tokens: 1024
         rules: [...]                     # optional; see gateway.limits.rules
 
@@ -92,6 +95,8 @@ class RateLimitConfig(RedisLimitsConfig):
     default_max_output_tokens: int = Field(default=1024, ge=0)
     lease_ttl_seconds: float = Field(default=30.0, gt=0)
     correction_interval_seconds: float = Field(default=0.05, gt=0)
+    local_share: float = Field(default=1.0, gt=0, le=1)
+    """The share of each limit one replica grants on its own while failing open."""
     input_tokens_trailer: str = "llmgw-usage-input-tokens"
     output_tokens_trailer: str = "llmgw-usage-output-tokens"
 
@@ -204,6 +209,7 @@ class RateLimit(GatewayFilter):
                 )
             self._fail_open.inc()
             limiter = self._local
+            charge = charge.scaled(self._config.local_share)
             decision = await limiter.acquire(charge, lease_id)
         if not decision.allowed:
             return self._refuse(decision)

@@ -83,6 +83,21 @@ class Charge:
     def __bool__(self) -> bool:
         return bool(self.rates or self.leases)
 
+    def scaled(self, share: float) -> Charge:
+        """The same charge against ``share`` of each limit (at least 1)."""
+        if share == 1.0:
+            return self
+        return Charge(
+            tuple(
+                RateCharge(r.key, r.kind, r.rule_id, max(1, int(r.per_minute * share)), r.cost)
+                for r in self.rates
+            ),
+            tuple(
+                LeaseCharge(lease.key, lease.rule_id, max(1, int(lease.max_leases * share)))
+                for lease in self.leases
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

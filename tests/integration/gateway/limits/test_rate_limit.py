@@ -291,3 +291,19 @@ async def test_malformed_requests_are_limited_never_internal(
     assert errors[:3] == [None, None, None]
     for error in errors[3:]:
         assert_refused(error, RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
+
+
+async def test_fail_open_grants_each_replica_its_share(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    rule = {"id": "rpm", "key": "k1", "requests_per_minute": 6}
+    config = _config(DEAD_REDIS, "x:", rule, local_share=0.5)
+    gateway = await start_limited(start_gateway, replica, tmp_path, rate_limit=config)
+
+    errors = [await complete(gateway, "k1") for _ in range(4)]
+
+    assert errors[:3] == [None, None, None]
+    assert_refused(errors[3], RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")

@@ -66,3 +66,14 @@ async def test_a_charge_larger_than_the_limit_waits_at_most_a_window() -> None:
     refused = await limiter.acquire(Charge((RateCharge("t", LimitKind.TOKENS, "r", 10, 50),)), "")
     assert not refused.allowed
     assert refused.retry_after_seconds == 60
+
+
+async def test_a_scaled_charge_grants_its_share_of_each_limit() -> None:
+    limiter = LocalLimiter(Clock())
+    charge = Charge((_requests(9),), (LeaseCharge("c", "rule", 3),)).scaled(1 / 3)
+
+    decisions = [await limiter.acquire(charge, str(index)) for index in range(4)]
+
+    assert [d.allowed for d in decisions] == [True, False, False, False]
+    assert decisions[1].kind is LimitKind.CONCURRENCY
+    assert Charge((_requests(9),)).scaled(0.01).rates[0].per_minute == 1
