@@ -205,7 +205,8 @@ class SecuritySettings(Section):
     every scope (project ``bootstrap_project``) is created and its secret written
     to this file, readable only by the owner. Refused calls and admin actions are
     published as ``AuditRecorded`` events on ``audit_topic``; at most
-    ``audit_buffer_size`` wait, more are dropped and counted.
+    ``audit_buffer_size`` wait, more are dropped and counted. With ``redis_url``,
+    ``GetBudget`` adds the current spend from the spend ledger (``spend_namespace``).
     """
 
     enabled: bool = True
@@ -217,6 +218,7 @@ class SecuritySettings(Section):
     )
     audit_topic: str = "llmgw.audit.v1"
     audit_buffer_size: int = Field(default=10_000, ge=1)
+    spend_namespace: str = Field(default="llmgw", min_length=1)
 
 
 DEFAULT_FILTERS = (

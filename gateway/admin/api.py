@@ -8,13 +8,17 @@ goes through :meth:`AdminStore.write`, which moves the revision the replicas pol
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from redis.exceptions import RedisError
 
+from gateway.admin.records import budget_rule
 from gateway.admin.store import AdminStore
 from gateway.auth import api_keys
 from gateway.auth.scopes import Scope
@@ -26,8 +30,11 @@ from services.kernel.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.kernel.spend import SpendLedger, period_window
 from services.models.paging import apply_mask
 from services.models.store import Page
+
+_log = logging.getLogger(__name__)
 
 _PROJECT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -71,10 +78,17 @@ def _new_id(kind: str) -> str:
 class AdminApi:
     """Projects, API keys, budgets and rate-limit policies in one :class:`AdminStore`."""
 
-    def __init__(self, store: AdminStore, clock: Callable[[], float] = time.time) -> None:
-        """Keep resources in ``store``; ``clock`` gives Unix seconds (tests)."""
+    def __init__(
+        self,
+        store: AdminStore,
+        clock: Callable[[], float] = time.time,
+        spend: SpendLedger | None = None,
+    ) -> None:
+        """Keep resources in ``store``; ``clock`` gives Unix seconds (tests); ``spend``
+        (the spend ledger in Redis, when there is one) answers budgets' current spend."""
         self._store = store
         self._clock = clock
+        self._spend = spend
 
     def _now(self) -> timestamp_pb2.Timestamp:
         now = timestamp_pb2.Timestamp()
@@ -311,7 +325,27 @@ class AdminApi:
             budget = await reader.policy("budgets", budget_id, admin_pb2.Budget)
         if budget is None:
             raise NotFound("budget", budget_id)
+        await self._add_spend(budget)
         return budget
+
+    async def _add_spend(self, budget: admin_pb2.Budget) -> None:
+        """Fill ``current_spend`` from the spend ledger; left unset when Redis fails."""
+        rule = budget_rule(budget)
+        if self._spend is None or rule is None:
+            return
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        try:
+            [spent] = await self._spend.spent(rule.currency, [(rule.subject, rule.period)], at)
+        except RedisError as exc:
+            _log.warning("cannot read the spend of budget %s: %r", budget.id, exc)
+            return
+        start, end = period_window(rule.period, at)
+        current = budget.current_spend
+        current.period_start_time.FromDatetime(start)
+        current.period_end_time.FromDatetime(end)
+        current.spent.currency_code = rule.currency
+        current.spent.amount_nanos = spent
+        current.exhausted = spent >= rule.amount_nanos
 
     async def list_budgets(
         self, subject: admin_pb2.PolicySubject | None, page: Page

@@ -3,7 +3,8 @@
 :class:`SecurityRuntime` is built with the gateway (its cache, audit publisher
 and JWT verifier are what the ``authn``/``authz`` filters and the rate-limit
 and budget filters read) and :meth:`SecurityRuntime.lifespan` opens, in order:
-the database (migrated to the ``admin`` schema), the bootstrap key (when
+the database (migrated to the ``admin`` schema), the spend ledger (with
+``redis_url``, for budgets' current spend), the bootstrap key (when
 configured), the first snapshot, the JWKS, the event bus (Kafka when
 ``kafka.bootstrap_servers`` is set, else in-process), the audit publisher and
 the poller that keeps the snapshot current. They close in reverse.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from grpc import aio
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
 
 from gateway.admin.api import AdminApi
@@ -36,9 +38,11 @@ from gateway.auth.tokens import JwtVerifier
 from gateway.settings import GatewaySettings
 from llmgw.admin.v1 import admin_pb2_grpc
 from llmgw.events.v1 import events_pb2
+from services.kernel.cache import RedisConfig, connect_redis
 from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
 from services.kernel.migrations import migrate
 from services.kernel.server import ServiceRegistration
+from services.kernel.spend import SpendLedger
 from services.kernel.sql import Database, DatabaseConfig
 from services.models.runtime import kafka_config
 
@@ -103,7 +107,7 @@ class SecurityRuntime:
             stack.push_async_callback(database.close)
             await migrate(database, COMPONENT, MIGRATIONS)
             store = AdminStore(database)
-            api = AdminApi(store)
+            api = AdminApi(store, spend=await self._open_spend(stack))
             if security.bootstrap_key_file is not None:
                 await bootstrap_admin_key(
                     api, security.bootstrap_key_file, security.bootstrap_project
@@ -131,6 +135,19 @@ class SecurityRuntime:
             finally:
                 self._servicer = None
                 self.api = None
+
+    async def _open_spend(self, stack: AsyncExitStack) -> SpendLedger | None:
+        """The spend ledger when Redis is configured and answers, else None."""
+        url = self._settings.redis_url
+        if not url:
+            return None
+        try:
+            client = await connect_redis(RedisConfig(url))
+        except RedisError as exc:
+            _log.warning("Redis unreachable: budgets are served without their spend: %r", exc)
+            return None
+        stack.push_async_callback(client.aclose)
+        return SpendLedger(client, namespace=self._settings.gateway.security.spend_namespace)
 
     async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
         settings = self._settings

@@ -109,6 +109,8 @@ async def secure_gateway(
     audit_topic: str = "llmgw.audit.v1",
     poll_interval_seconds: float = 0.1,
     filters: tuple[FilterSettings, ...] = SECURE_FILTERS,
+    redis_url: str | None = None,
+    spend_namespace: str = "llmgw",
 ) -> AsyncIterator[SecureGateway]:
     """Serve a gateway with security on ``database_url`` until the block exits.
 
@@ -118,6 +120,7 @@ async def secure_gateway(
         server=ServerSettings(port=0, grace_period_seconds=0),
         metrics=MetricsSettings(enabled=False),
         database_url=database_url,
+        redis_url=redis_url,
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
         gateway=GatewaySection(
             filters=filters,
@@ -133,6 +136,7 @@ async def secure_gateway(
                 jwt=jwt,
                 bootstrap_key_file=key_file,
                 audit_topic=audit_topic,
+                spend_namespace=spend_namespace,
             ),
         ),
     )

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from gateway.policies import BudgetEnforcement
 from llmgw.admin.v1 import admin_pb2 as pb
 from llmgw.common.v1 import common_pb2
 from services.kernel.identity import Principal
-from services.kernel.spend import BudgetPeriod, SpendSubject, SubjectKind
+from services.kernel.spend import BudgetPeriod, SpendLedger, SpendSubject, SubjectKind
 from tests.integration.gateway.auth.support import (
     SecureGateway,
     admin_key,
@@ -317,3 +319,45 @@ async def test_budgets_and_rate_limit_policies_reach_the_policy_source(
         admin.DeleteBudget(pb.DeleteBudgetRequest(budget_id=budget.id), metadata=auth),
     ):
         assert (await failure(call)).code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_budget_is_read_with_its_current_spend_from_the_ledger(
+    sqlite_url: str, upstream: RawReplica, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    namespace = f"{redis_prefix}llmgw"
+    key_file = tmp_path / "admin.key"
+    async with secure_gateway(
+        sqlite_url, [upstream.address], key_file, redis_url=redis_url, spend_namespace=namespace
+    ) as gateway:
+        auth = bearer(admin_key(key_file))
+        budget = (
+            await gateway.admin.CreateBudget(
+                pb.CreateBudgetRequest(
+                    budget=pb.Budget(
+                        subject=pb.PolicySubject(project_id="default"),
+                        amount=common_pb2.Money(currency_code="USD", amount_nanos=1000),
+                        period=pb.BUDGET_PERIOD_DAY,
+                    )
+                ),
+                metadata=auth,
+            )
+        ).budget
+        fresh = await gateway.admin.GetBudget(
+            pb.GetBudgetRequest(budget_id=budget.id), metadata=auth
+        )
+        assert fresh.budget.current_spend.spent.amount_nanos == 0
+        assert not fresh.budget.current_spend.exhausted
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            ledger = SpendLedger(client, namespace=namespace)
+            subject = SpendSubject(SubjectKind.PROJECT, "default")
+            await ledger.record("usage-1", "USD", [subject], 1200, datetime.now(UTC))
+        finally:
+            await client.aclose()
+        spent = (
+            await gateway.admin.GetBudget(pb.GetBudgetRequest(budget_id=budget.id), metadata=auth)
+        ).budget.current_spend
+        assert (spent.spent.currency_code, spent.spent.amount_nanos) == ("USD", 1200)
+        assert spent.exhausted
+        window = spent.period_end_time.ToSeconds() - spent.period_start_time.ToSeconds()
+        assert window == 86400
