@@ -6,7 +6,8 @@ and budget filters read) and :meth:`SecurityRuntime.lifespan` opens, in order:
 the database (migrated to the ``admin`` schema), the spend ledger (with
 ``redis_url``, for budgets' current spend), the bootstrap key (when
 configured), the first snapshot, the JWKS, the event bus (Kafka when
-``kafka.bootstrap_servers`` is set, else in-process), the audit publisher and
+``kafka.bootstrap_servers`` is set, connected on first use so the gateway starts
+and serves while the broker is away; else in-process), the audit publisher and
 the poller that keeps the snapshot current. They close in reverse.
 """
 
@@ -38,6 +39,7 @@ from gateway.auth.tokens import JwtVerifier
 from gateway.settings import GatewaySettings
 from llmgw.admin.v1 import admin_pb2_grpc
 from llmgw.events.v1 import events_pb2
+from services.inference.publisher import ConnectingPublisher
 from services.kernel.cache import RedisConfig, connect_redis
 from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
 from services.kernel.migrations import migrate
@@ -153,10 +155,12 @@ class SecurityRuntime:
         settings = self._settings
         types = EventTypeRegistry.from_module(events_pb2)
         if settings.kafka.bootstrap_servers:
-            bus = KafkaEventBus(kafka_config(settings.kafka, self._env), types, SOURCE)
-            await bus.start()
-            stack.push_async_callback(bus.close)
-            return bus
+            config = kafka_config(settings.kafka, self._env)
+            # connects on first use and again after a failure: the gateway serves while
+            # the broker is away (its audit events are then counted as failed)
+            publisher = ConnectingPublisher(lambda: KafkaEventBus(config, types, SOURCE))
+            stack.push_async_callback(publisher.close)
+            return publisher
         in_process = InProcessEventBus(types, SOURCE)
         stack.push_async_callback(in_process.close)
         return in_process

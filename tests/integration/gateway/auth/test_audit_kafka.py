@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from llmgw.admin.v1 import admin_pb2 as pb
@@ -75,3 +76,20 @@ async def test_audit_events_arrive_on_kafka(
     ]
     assert [envelope.id for envelope in received] == [e.id for e in entries]
     assert {envelope.source for envelope in received} == {"//llmgw/gateway"}
+
+
+async def test_the_gateway_serves_while_the_broker_is_away(
+    sqlite_url: str, upstream: RawReplica, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "admin.key"
+    async with secure_gateway(
+        sqlite_url, [upstream.address], key_file, kafka_bootstrap="127.0.0.1:1"
+    ) as gateway:
+        error = await failure(gateway.complete()(completion(), metadata=bearer("x"), timeout=5))
+        assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+        await gateway.admin.CreateProject(
+            pb.CreateProjectRequest(project=pb.Project(id="offline")),
+            metadata=bearer(admin_key(key_file)),
+            timeout=5,
+        )
+        await gateway.complete()(completion(), metadata=bearer(admin_key(key_file)), timeout=5)
