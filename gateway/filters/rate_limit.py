@@ -253,10 +253,15 @@ class RateLimit(GatewayFilter):
         assert decision.kind is not None
         reason = REASONS[decision.kind]
         self._decisions.labels("limited", reason).inc()
+        what = (
+            f"the request needs more {decision.kind.value} than rule {decision.rule_id!r} "
+            "allows per minute"
+            if decision.larger_than_limit
+            else f"too many {decision.kind.value} for rule {decision.rule_id!r}"
+        )
         return Stop.of(
             ResourceExhausted(
-                f"rate limit exceeded: too many {decision.kind.value} "
-                f"for rule {decision.rule_id!r}",
+                f"rate limit exceeded: {what}",
                 reason=reason,
                 retry_after_seconds=decision.retry_after_seconds,
                 metadata={"rule_id": decision.rule_id},

@@ -107,6 +107,8 @@ class Decision:
     kind: LimitKind | None = None
     rule_id: str = ""
     retry_after_seconds: float = 0.0
+    larger_than_limit: bool = False
+    """The charge alone is more than the refusing limit grants in a minute."""
 
 
 ALLOWED = Decision(True)
@@ -265,9 +267,11 @@ class RedisLimiter:
 def _refusal(charge: Charge, index: int, wait_seconds: float) -> Decision:
     if index < len(charge.rates):
         rate = charge.rates[index]
-        # A charge larger than the whole limit never fits; waiting a window is the honest hint.
-        wait = min(wait_seconds, WINDOW_MS / 1000)
-        return Decision(False, rate.kind, rate.rule_id, wait)
+        if rate.cost > rate.per_minute:  # never fits; a window is the honest hint
+            return Decision(
+                False, rate.kind, rate.rule_id, WINDOW_MS / 1000, larger_than_limit=True
+            )
+        return Decision(False, rate.kind, rate.rule_id, min(wait_seconds, WINDOW_MS / 1000))
     lease = charge.leases[index - len(charge.rates)]
     return Decision(False, LimitKind.CONCURRENCY, lease.rule_id, max(wait_seconds, 0.0))
 

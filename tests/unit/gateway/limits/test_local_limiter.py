@@ -66,6 +66,7 @@ async def test_a_charge_larger_than_the_limit_waits_at_most_a_window() -> None:
     refused = await limiter.acquire(Charge((RateCharge("t", LimitKind.TOKENS, "r", 10, 50),)), "")
     assert not refused.allowed
     assert refused.retry_after_seconds == 60
+    assert refused.larger_than_limit
 
 
 async def test_a_scaled_charge_grants_its_share_of_each_limit() -> None:
