@@ -207,6 +207,7 @@ class SecuritySettings(Section):
     published as ``AuditRecorded`` events on ``audit_topic``; at most
     ``audit_buffer_size`` wait, more are dropped and counted. With ``redis_url``,
     ``GetBudget`` adds the current spend from the spend ledger (``spend_namespace``).
+    An API key's ``last_used_time`` is stored every ``last_used_flush_seconds``.
     """
 
     enabled: bool = True
@@ -219,6 +220,7 @@ class SecuritySettings(Section):
     audit_topic: str = "llmgw.audit.v1"
     audit_buffer_size: int = Field(default=10_000, ge=1)
     spend_namespace: str = Field(default="llmgw", min_length=1)
+    last_used_flush_seconds: float = Field(default=60.0, gt=0)
 
 
 DEFAULT_FILTERS = (

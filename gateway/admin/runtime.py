@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -85,6 +86,7 @@ class SecurityRuntime:
         self.jwt = JwtVerifier(security.jwt) if security.jwt is not None else None
         self.context = SecurityContext(keys=self.cache, jwt=self.jwt, audit=self.audit)
         self._servicer: AdminServicer | None = None
+        self._store: AdminStore | None = None
         self.api: AdminApi | None = None
 
     def registration(self) -> ServiceRegistration:
@@ -131,12 +133,34 @@ class SecurityRuntime:
                 Authorizer(self.cache),
                 self.audit,
                 after_write=lambda: self.cache.refresh(store),
+                usage=self.context.usage,
             )
+            self._store = store
+            flusher = asyncio.create_task(self._flush_usage_forever(), name="key-usage-flusher")
+            stack.push_async_callback(self.flush_usage)
+            stack.push_async_callback(_cancel, flusher)
             try:
                 yield
             finally:
                 self._servicer = None
                 self.api = None
+
+    async def flush_usage(self) -> None:
+        """Store the time of use of the keys used since the last flush (``last_used_time``)."""
+        store = self._store
+        used = self.context.usage.take()
+        if store is None or not used:
+            return
+        try:
+            await store.mark_used(used, time.time_ns())
+        except Exception as exc:  # a database hiccup costs only this approximation
+            _log.warning("cannot record when API keys were used: %r", exc)
+
+    async def _flush_usage_forever(self) -> None:
+        interval = self._settings.gateway.security.last_used_flush_seconds
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush_usage()
 
     async def _open_spend(self, stack: AsyncExitStack) -> SpendLedger | None:
         """The spend ledger when Redis is configured and answers, else None."""

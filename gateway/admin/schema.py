@@ -3,7 +3,9 @@
 Resources are stored as protobuf JSON in ``body`` beside the columns SQL needs
 for lookups and ordering. ``admin_state`` holds one revision number that every
 write transaction increments; gateway replicas poll it to know when to reload
-(see :mod:`gateway.auth.cache`). API keys keep only the SHA-256 of their secret.
+(see :mod:`gateway.auth.cache`). API keys keep only the SHA-256 of their secret,
+and ``last_used_nanos`` beside the body: it changes often and is not a change
+the replicas need, so writing it moves no revision.
 """
 
 from __future__ import annotations
@@ -40,5 +42,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             " subject_id TEXT NOT NULL,"
             " body TEXT NOT NULL)",
         ),
+    ),
+    Migration(
+        2,
+        "remember when each api key was last used",
+        ("ALTER TABLE admin_api_keys ADD COLUMN last_used_nanos BIGINT",),
     ),
 )

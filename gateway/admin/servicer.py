@@ -21,7 +21,7 @@ from gateway.admin.api import AdminApi
 from gateway.auth.audit import AuditSink, audit_entry
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.authorizer import Authorizer
-from gateway.auth.grants import Grants
+from gateway.auth.grants import Grants, KeyUsage
 from llmgw.admin.v1 import admin_pb2 as pb
 from llmgw.admin.v1 import admin_pb2_grpc
 from services.kernel.context import current_request_id
@@ -52,7 +52,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         authenticator: Authenticator,
         authorizer: Authorizer,
         audit: AuditSink,
+        *,
         after_write: Callable[[], Awaitable[object]],
+        usage: KeyUsage,
     ) -> None:
         """Check callers with ``authenticator``/``authorizer``; record to ``audit``.
 
@@ -60,6 +62,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         (it reloads this replica's cache, so a caller reads its own writes).
         """
         self._after_write = after_write
+        self._usage = usage
         self._api = api
         self._authenticator = authenticator
         self._authorizer = authorizer
@@ -91,6 +94,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         try:
             grants = await self._authenticator.authenticate(context.invocation_metadata() or ())
             principal = grants.principal
+            if grants.key_id:
+                self._usage.mark(grants.key_id)
             self._authorizer.check_method(grants, method)
         except LlmgwError as error:
             action = (

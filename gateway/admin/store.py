@@ -9,12 +9,12 @@ Resources travel as their proto messages; rules live in :mod:`gateway.admin.api`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.admin import records
@@ -73,13 +73,16 @@ class AdminReader:
     async def key(self, key_id: str) -> StoredKey | None:
         """The API key ``key_id``, if any."""
         result = await self._conn.execute(
-            text("SELECT body, lookup, secret_hash FROM admin_api_keys WHERE id = :id"),
+            text(
+                "SELECT body, lookup, secret_hash, last_used_nanos FROM admin_api_keys"
+                " WHERE id = :id"
+            ),
             {"id": key_id},
         )
         row = result.first()
         if row is None:
             return None
-        return StoredKey(from_json(row.body, admin_pb2.ApiKey), row.lookup, row.secret_hash)
+        return StoredKey(_key_of(row.body, row.last_used_nanos), row.lookup, row.secret_hash)
 
     async def keys(
         self, project_id: str, include_revoked: bool, page: Page
@@ -90,12 +93,14 @@ class AdminReader:
             where.append("project_id = :project")
         if not include_revoked:
             where.append("revoked = 0")
-        return await self._many(
-            f"SELECT body FROM admin_api_keys WHERE {' AND '.join(where)}"
-            " ORDER BY created_nanos DESC, id LIMIT :limit OFFSET :offset",
+        result = await self._conn.execute(
+            text(
+                f"SELECT body, last_used_nanos FROM admin_api_keys WHERE {' AND '.join(where)}"
+                " ORDER BY created_nanos DESC, id LIMIT :limit OFFSET :offset"
+            ),
             {"project": project_id, "limit": page.limit, "offset": page.offset},
-            admin_pb2.ApiKey,
         )
+        return [_key_of(row.body, row.last_used_nanos) for row in result]
 
     async def count_keys(self) -> int:
         """How many API keys exist (revoked ones too)."""
@@ -169,6 +174,13 @@ class AdminReader:
     async def _many(self, sql: str, params: dict[str, object], message_type: type[M]) -> list[M]:
         result = await self._conn.execute(text(sql), params)
         return [from_json(row.body, message_type) for row in result]
+
+
+def _key_of(body: str, last_used_nanos: int | None) -> admin_pb2.ApiKey:
+    key = from_json(body, admin_pb2.ApiKey)
+    if last_used_nanos:
+        key.last_used_time.FromNanoseconds(int(last_used_nanos))
+    return key
 
 
 class AdminWriter(AdminReader):
@@ -287,6 +299,16 @@ class AdminStore:
         """The revision committed so far."""
         async with self.read() as reader:
             return await reader.revision()
+
+    async def mark_used(self, key_ids: Collection[str], at_nanos: int) -> None:
+        """Record that ``key_ids`` were used at ``at_nanos``; moves no revision."""
+        if not key_ids:
+            return
+        statement = text(
+            "UPDATE admin_api_keys SET last_used_nanos = :at WHERE id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True))
+        async with self._database.transaction() as conn:
+            await conn.execute(statement, {"at": at_nanos, "ids": sorted(key_ids)})
 
     async def snapshot(self) -> PolicySnapshot:
         """Everything the hot path needs."""

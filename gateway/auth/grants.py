@@ -96,3 +96,24 @@ class GrantTable:
     def __len__(self) -> int:
         """How many calls have grants."""
         return len(self._grants)
+
+
+class KeyUsage:
+    """Which API keys authenticated a call since the last :meth:`take` (for ``last_used_time``).
+
+    Marking is a set insertion, cheap enough for every call; the admin runtime
+    takes the ids periodically and stores the time.
+    """
+
+    def __init__(self) -> None:
+        """Nothing used yet."""
+        self._used: set[str] = set()
+
+    def mark(self, key_id: str) -> None:
+        """Note that ``key_id`` was used."""
+        self._used.add(key_id)
+
+    def take(self) -> set[str]:
+        """The ids used since the last call, forgetting them."""
+        used, self._used = self._used, set()
+        return used

@@ -57,6 +57,7 @@ class AuthnFilter(GatewayFilter):
         security = context.security
         self._authenticator = Authenticator(security.keys, security.jwt)
         self._grants: GrantTable = security.grants
+        self._usage = security.usage
         self._audit = security.audit
 
     async def on_request(self, call: Call) -> Stop | None:
@@ -74,6 +75,8 @@ class AuthnFilter(GatewayFilter):
             *grants.principal.to_metadata(),
         )
         self._grants.put(call, grants)
+        if grants.key_id:
+            self._usage.mark(grants.key_id)
         return None
 
     def on_call_end(self, call: Call, outcome: CallOutcome) -> None:

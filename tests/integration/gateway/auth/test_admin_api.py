@@ -20,6 +20,7 @@ from tests.integration.gateway.auth.support import (
     SecureGateway,
     admin_key,
     bearer,
+    completion,
     secure_gateway,
 )
 from tests.integration.models.rpc_errors import failure, reason, violations
@@ -361,3 +362,24 @@ async def test_a_budget_is_read_with_its_current_spend_from_the_ledger(
         assert spent.exhausted
         window = spent.period_end_time.ToSeconds() - spent.period_start_time.ToSeconds()
         assert window == 86400
+
+
+async def test_a_keys_last_use_is_recorded(gateway: SecureGateway, tmp_path: Path) -> None:
+    auth = bearer(admin_key(tmp_path / "admin.key"))
+    created = await gateway.admin.CreateApiKey(
+        pb.CreateApiKeyRequest(
+            api_key=pb.ApiKey(project_id="default", scopes=[pb.API_KEY_SCOPE_INFERENCE])
+        ),
+        metadata=auth,
+    )
+    request = pb.GetApiKeyRequest(api_key_id=created.api_key.id)
+    await gateway.security.flush_usage()
+    assert not (await gateway.admin.GetApiKey(request, metadata=auth)).api_key.HasField(
+        "last_used_time"
+    )
+    await gateway.complete()(completion(), metadata=bearer(created.secret), timeout=5)
+    await gateway.security.flush_usage()
+    used = (await gateway.admin.GetApiKey(request, metadata=auth)).api_key.last_used_time
+    assert used.seconds >= created.api_key.create_time.seconds
+    listed = await gateway.admin.ListApiKeys(pb.ListApiKeysRequest(), metadata=auth)
+    assert {k.id: k.last_used_time for k in listed.api_keys}[created.api_key.id] == used
