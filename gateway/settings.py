@@ -203,7 +203,8 @@ class SecuritySettings(Section):
     every replica within about that time). ``jwt`` also accepts JWTs.
     ``bootstrap_key_file``: when set and no API key exists yet, an API key with
     every scope (project ``bootstrap_project``) is created and its secret written
-    to this file, readable only by the owner. Refused calls and admin actions are
+    to this file, readable only by the owner; if the file already holds a key (a
+    mounted Secret), that key is installed instead. Refused calls and admin actions are
     published as ``AuditRecorded`` events on ``audit_topic``; at most
     ``audit_buffer_size`` wait, more are dropped and counted. With ``redis_url``,
     ``GetBudget`` adds the current spend from the spend ledger (``spend_namespace``).

@@ -183,8 +183,13 @@ class AdminApi:
             violations.append(FieldViolation("api_key.expire_time", "must be in the future"))
         _check(violations, "API key")
 
-    async def create_api_key(self, key: admin_pb2.ApiKey) -> tuple[admin_pb2.ApiKey, str]:
-        """Create a key of an existing project; returns it and its secret (shown once)."""
+    async def create_api_key(
+        self, key: admin_pb2.ApiKey, given: api_keys.NewApiKey | None = None
+    ) -> tuple[admin_pb2.ApiKey, str]:
+        """Create a key of an existing project; returns it and its secret (shown once).
+
+        The secret is random unless ``given`` (a key provisioned elsewhere, at bootstrap).
+        """
         if not key.project_id:
             raise InvalidArgument(
                 "the API key is not valid", [FieldViolation("api_key.project_id", "required")]
@@ -206,7 +211,7 @@ class AdminApi:
             if await writer.project(key.project_id) is None:
                 raise NotFound("project", key.project_id)
             for _ in range(_LOOKUP_ATTEMPTS):
-                new = api_keys.generate_api_key()
+                new = given or api_keys.generate_api_key()
                 if not await writer.lookup_taken(new.lookup):
                     break
             else:  # pragma: no cover - 36**8 lookups make this practically impossible

@@ -50,6 +50,14 @@ def generate_api_key() -> NewApiKey:
     return NewApiKey(lookup=lookup, secret=key, secret_hash=hash_api_key(key))
 
 
+def existing_api_key(key: str) -> NewApiKey | None:
+    """``key`` (well-formed, made elsewhere) as a new key to store, or None when malformed."""
+    lookup = lookup_of(key)
+    if lookup is None:
+        return None
+    return NewApiKey(lookup=lookup, secret=key, secret_hash=hash_api_key(key))
+
+
 def hash_api_key(key: str) -> str:
     """The stored form of ``key``: hex SHA-256 of its UTF-8 bytes."""
     return hashlib.sha256(key.encode()).hexdigest()

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
+from gateway.auth.api_keys import generate_api_key
 from gateway.policies import BudgetEnforcement
 from llmgw.admin.v1 import admin_pb2 as pb
 from llmgw.common.v1 import common_pb2
@@ -383,3 +384,29 @@ async def test_a_keys_last_use_is_recorded(gateway: SecureGateway, tmp_path: Pat
     assert used.seconds >= created.api_key.create_time.seconds
     listed = await gateway.admin.ListApiKeys(pb.ListApiKeysRequest(), metadata=auth)
     assert {k.id: k.last_used_time for k in listed.api_keys}[created.api_key.id] == used
+
+
+async def test_a_provisioned_bootstrap_key_is_installed_as_given(
+    sqlite_url: str, upstream: RawReplica, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "secret" / "admin.key"
+    provisioned = generate_api_key().secret
+    key_file.parent.mkdir()
+    key_file.write_text(provisioned + "\n", encoding="utf-8")
+    async with secure_gateway(sqlite_url, [upstream.address], key_file) as gateway:
+        listed = await gateway.admin.ListApiKeys(
+            pb.ListApiKeysRequest(), metadata=bearer(provisioned)
+        )
+        [key] = listed.api_keys
+        assert provisioned.startswith(key.prefix + "_")
+    assert key_file.read_text(encoding="utf-8") == provisioned + "\n"
+
+
+async def test_the_bootstrap_key_file_is_readable_only_by_its_owner(
+    sqlite_url: str, upstream: RawReplica, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "admin.key"
+    async with secure_gateway(sqlite_url, [upstream.address], key_file):
+        assert key_file.stat().st_mode & 0o777 == 0o600
+    async with secure_gateway(sqlite_url, [upstream.address], tmp_path / "second.key"):
+        assert not (tmp_path / "second.key").exists()  # keys exist: no second bootstrap key
