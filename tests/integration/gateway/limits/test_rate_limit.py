@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from grpc import aio
 
+from llmgw.inference.v1 import inference_pb2
 from tests.harness.redis_server import redis_server
 from tests.integration.gateway.limits.helpers import (
     DEAD_REDIS,
@@ -307,3 +308,37 @@ async def test_fail_open_grants_each_replica_its_share(
 
     assert errors[:3] == [None, None, None]
     assert_refused(errors[3], RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
+
+
+async def test_streaming_calls_are_limited_on_their_first_message(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    rule = {"id": "rpm", "key": "k1", "requests_per_minute": 2}
+    gateway = await start_limited(
+        start_gateway, replica, tmp_path, rate_limit=_config(redis_url, redis_prefix, rule)
+    )
+    stream_body = b"2"  # the raw upstream reads it as a message count; no model in it
+    chat_body = inference_pb2.ChatRequest(
+        start=inference_pb2.CompletionRequest(model="m", request_id="r1")
+    ).SerializeToString()
+
+    async def stream() -> list[bytes]:
+        return [m async for m in gateway.server_stream()(stream_body, metadata=caller("k1"))]
+
+    async def chat() -> list[bytes]:
+        async def requests() -> AsyncIterator[bytes]:
+            yield chat_body
+
+        return [m async for m in gateway.bidi()(requests(), metadata=caller("k1"))]
+
+    assert len(await stream()) == 2
+    assert len(await chat()) == 1
+    for refused_call in (stream, chat):
+        with pytest.raises(aio.AioRpcError) as refused:
+            await refused_call()
+        assert_refused(refused.value, RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
