@@ -11,7 +11,7 @@ kernel interceptor.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from google.rpc import status_pb2
@@ -75,6 +75,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         resource: str,
         status: status_pb2.Status,
         who: Principal,
+        *,
+        details: Mapping[str, str] | None = None,
     ) -> None:
         self._audit.record(
             audit_entry(
@@ -85,6 +87,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 request_id=current_request_id(),
                 client_address=context.peer(),
                 user_agent=_user_agent(context),
+                details=details,
             )
         )
 
@@ -116,14 +119,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         action: str,
         resource: Callable[[T | None], str],
         work: Callable[[], Awaitable[T]],
+        *,
+        details: Mapping[str, str] | None = None,
     ) -> T:
         grants = await self._admit(context, rpc)
+        who = grants.principal
         try:
             result = await work()
         except LlmgwError as error:
-            self._record(context, action, resource(None), error.to_status(), grants.principal)
+            self._record(context, action, resource(None), error.to_status(), who, details=details)
             raise
-        self._record(context, action, resource(result), _OK, grants.principal)
+        self._record(context, action, resource(result), _OK, who, details=details)
         await self._after_write()
         return result
 
@@ -234,6 +240,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             "admin.api_keys.revoke",
             lambda _: f"api_keys/{request.api_key_id}",
             lambda: self._api.revoke_api_key(request.api_key_id),
+            details={"reason": request.reason} if request.reason else None,
         )
         return pb.RevokeApiKeyResponse(api_key=key)
 

@@ -236,6 +236,26 @@ async def test_every_refusal_is_an_audit_event_and_admin_writes_are_too(
     assert entries[0].client_address
 
 
+async def test_a_revocation_is_audited_with_its_reason(
+    gateway: SecureGateway, tmp_path: Path
+) -> None:
+    admin = admin_key(tmp_path / "admin.key")
+    created = await _key(gateway, admin, S.API_KEY_SCOPE_INFERENCE)
+    await gateway.admin.RevokeApiKey(
+        S.RevokeApiKeyRequest(api_key_id=created.api_key.id, reason="leaked in a log"),
+        metadata=bearer(admin),
+    )
+    await gateway.security.audit.aclose()
+    revoke = next(
+        event.entry
+        for _, event in gateway.events.published
+        if isinstance(event, events_pb2.AuditRecorded)
+        and event.entry.action == "admin.api_keys.revoke"
+    )
+    assert revoke.resource == f"api_keys/{created.api_key.id}"
+    assert revoke.details["reason"] == "leaked in a log"
+
+
 def _odd_metadata(seed: int, count: int) -> list[tuple[tuple[str, str | bytes], ...]]:
     """``count`` sets of malformed credential metadata, the same for a ``seed``."""
     rng = random.Random(seed)
