@@ -1,13 +1,18 @@
 """The ``gateway`` process: the edge every client calls, and the admin API.
 
-See :class:`gateway.edge.Gateway` for what it is made of and
-:mod:`gateway.settings` for its configuration.
+See :class:`gateway.edge.Gateway` for what it is made of,
+:class:`gateway.admin.runtime.SecurityRuntime` for keys, policies, the admin API
+and audit, and :mod:`gateway.settings` for its configuration.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry
 
+from gateway.admin.runtime import SecurityRuntime
 from gateway.edge import Gateway
 from gateway.settings import GatewaySettings
 from llmgw.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -17,7 +22,7 @@ from services.kernel.server import ServiceApp, ServiceRegistration, grpc_service
 
 
 def admin_service() -> ServiceRegistration:
-    """The admin API; methods not yet served answer UNIMPLEMENTED."""
+    """The admin API of a gateway with security disabled: every method is UNIMPLEMENTED."""
     return grpc_service(
         admin_pb2.DESCRIPTOR,
         "AdminService",
@@ -26,14 +31,19 @@ def admin_service() -> ServiceRegistration:
     )
 
 
-def build(settings: Settings, registry: CollectorRegistry | None = None) -> ServiceApp:
-    """The gateway process for ``settings`` (its metrics go to ``registry``, or a new one)."""
-    gateway = Gateway(
-        GatewaySettings.of(settings),
-        registry if registry is not None else CollectorRegistry(),
-        own_services=(admin_service(),),
-    )
-    return gateway.app()
+def build(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServiceApp:
+    """The gateway process for ``settings`` (its metrics go to ``registry``, or a new one);
+    ``env`` is where Kafka SASL variables are read (default: the process environment)."""
+    gateway_settings = GatewaySettings.of(settings)
+    metrics = registry if registry is not None else CollectorRegistry()
+    if not gateway_settings.gateway.security.enabled:
+        return Gateway(gateway_settings, metrics, own_services=(admin_service(),)).app()
+    security = SecurityRuntime(gateway_settings, metrics, dict(os.environ) if env is None else env)
+    return Gateway(gateway_settings, metrics, security=security).app()
 
 
 plugin = ServicePlugin(

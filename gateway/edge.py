@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from gateway import api_descriptors
+from gateway.admin.runtime import SecurityRuntime
 from gateway.chain import FilterChain, build_chain
 from gateway.clusters.cluster import Cluster
 from gateway.clusters.discovery import Resolver, resolve_dns
@@ -32,8 +33,10 @@ _RESERVED_SERVICES = frozenset(
 class Gateway:
     """The edge of one process, built once from its settings.
 
-    ``own_services`` are the services the gateway serves itself (the admin API);
-    routes may not name them. ``resolver`` resolves DNS clusters and
+    ``own_services`` are the services the gateway serves itself; routes may not
+    name them. ``security`` (keys, policies, the admin API and audit) is what the
+    filters check calls against and read policies from; without it no API key is
+    known and nothing is limited. ``resolver`` resolves DNS clusters and
     ``available_filters`` adds filter entry points (both for tests and embedders).
     """
 
@@ -44,14 +47,21 @@ class Gateway:
         own_services: Iterable[ServiceRegistration] = (),
         resolver: Resolver = resolve_dns,
         available_filters: Iterable[EntryPoint] | None = None,
+        *,
+        security: SecurityRuntime | None = None,
     ) -> None:
         assert api_descriptors.API_FILES  # the upstream APIs are in the descriptor pool
         section = settings.gateway
         self.settings = settings
         self.registry = registry
+        self.security = security
         self.own_services = tuple(own_services)
+        context = FilterContext(registry)
+        if security is not None:
+            self.own_services += (security.registration(),)
+            context = FilterContext(registry, policies=security.cache, security=security.context)
         self.chain: FilterChain = build_chain(
-            section.filters, filter_registry(available_filters), FilterContext(registry)
+            section.filters, filter_registry(available_filters), context
         )
         self.clusters = {
             name: Cluster(name, cluster, settings.server, resolver)
@@ -73,7 +83,11 @@ class Gateway:
         return ServiceApp(
             name="gateway",
             services=(*self.own_services, *(service.registration() for service in self.routed)),
-            lifespans=(self.lifespan,),
+            lifespans=(
+                (self.security.lifespan, self.lifespan)
+                if self.security is not None
+                else (self.lifespan,)
+            ),
             server_credentials=listener_credentials(tls) if tls is not None else None,
             registry=self.registry,
         )

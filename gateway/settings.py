@@ -1,6 +1,7 @@
 """Settings of the ``gateway`` process: the kernel's plus the ``gateway:`` section.
 
-The section describes the edge the way Envoy does, in four parts::
+The section describes the edge the way Envoy does, in four parts (plus
+``security``, see :class:`SecuritySettings`)::
 
     gateway:
       listener:            # TLS of the gRPC listener (host and port are the kernel's ``server``)
@@ -30,6 +31,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from gateway.auth.tokens import JwtSettings
 from services.kernel.config import Section, Settings
 
 
@@ -191,7 +193,43 @@ def _local_route(service: str, cluster: str) -> RouteSettings:
     return RouteSettings(match=RouteMatch(service=service), cluster=cluster)
 
 
-DEFAULT_FILTERS = (FilterSettings(name="access_log"), FilterSettings(name="metrics"))
+class SecuritySettings(Section):
+    """API keys, JWTs, the admin API and audit events.
+
+    With ``enabled`` the gateway keeps projects, API keys, budgets and rate-limit
+    policies in SQL (``database_url``), serves ``llmgw.admin.v1.AdminService``,
+    holds them all in memory for the ``authn`` and ``authz`` filters and polls the
+    database every ``poll_interval_seconds`` for changes (so a revocation reaches
+    every replica within about that time). ``jwt`` also accepts JWTs.
+    ``bootstrap_key_file``: when set and no API key exists yet, an API key with
+    every scope (project ``bootstrap_project``) is created and its secret written
+    to this file, readable only by the owner; if the file already holds a key (a
+    mounted Secret), that key is installed instead. Refused calls and admin actions are
+    published as ``AuditRecorded`` events on ``audit_topic``; at most
+    ``audit_buffer_size`` wait, more are dropped and counted. With ``redis_url``,
+    ``GetBudget`` adds the current spend from the spend ledger (``spend_namespace``).
+    An API key's ``last_used_time`` is stored every ``last_used_flush_seconds``.
+    """
+
+    enabled: bool = True
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    jwt: JwtSettings | None = None
+    bootstrap_key_file: Path | None = None
+    bootstrap_project: str = Field(
+        default="default", pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+    )
+    audit_topic: str = "llmgw.audit.v1"
+    audit_buffer_size: int = Field(default=10_000, ge=1)
+    spend_namespace: str = Field(default="llmgw", min_length=1)
+    last_used_flush_seconds: float = Field(default=60.0, gt=0)
+
+
+DEFAULT_FILTERS = (
+    FilterSettings(name="access_log"),
+    FilterSettings(name="metrics"),
+    FilterSettings(name="authn"),
+    FilterSettings(name="authz"),
+)
 
 DEFAULT_CLUSTERS = {
     "inference": _local_cluster(50052),
@@ -209,12 +247,13 @@ DEFAULT_ROUTES = (
 
 
 class GatewaySection(Section):
-    """The ``gateway:`` section: listener, filter chain, clusters and routes."""
+    """The ``gateway:`` section: listener, filter chain, clusters, routes and security."""
 
     listener: ListenerSettings = ListenerSettings()
     filters: tuple[FilterSettings, ...] = DEFAULT_FILTERS
     clusters: dict[str, ClusterSettings] = Field(default_factory=lambda: dict(DEFAULT_CLUSTERS))
     routes: tuple[RouteSettings, ...] = DEFAULT_ROUTES
+    security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="after")
     def _routes_name_clusters(self) -> GatewaySection:

@@ -28,6 +28,10 @@ FIRST_REQUEST = (
 )
 """The completion ``make run`` suggests as a first request (JSON of CompleteRequest)."""
 
+BOOTSTRAP_KEY_FILE = Path(".llmgw/admin.key")
+"""Where the gateway of ``llmgw run`` writes the API key it creates on an empty database."""
+BOOTSTRAP_KEY_VARIABLE = "LLMGW_GATEWAY__SECURITY__BOOTSTRAP_KEY_FILE"
+
 METRICS_PORT_OFFSET = 1000
 """A child's metrics endpoint listens on its gRPC port plus this offset."""
 
@@ -59,6 +63,7 @@ class RunnerConfig:
     log_dir: Path
     env: Mapping[str, str]
     config_file: Path | None = None
+    bootstrap_key_file: Path = BOOTSTRAP_KEY_FILE
     start_timeout_seconds: float = 60.0
     stop_timeout_seconds: float = 20.0
 
@@ -98,6 +103,9 @@ class Runner:
 
     def _start_children(self) -> None:
         self._config.log_dir.mkdir(parents=True, exist_ok=True)
+        # the local state folder (default SQLite database, bootstrap key), before any child
+        # races to open the database in it
+        self._config.bootstrap_key_file.parent.mkdir(parents=True, exist_ok=True)
         for spec in self._config.children:
             log = (self._config.log_dir / f"{spec.name}.log").open("wb")
             argv = [
@@ -125,9 +133,11 @@ class Runner:
             self._children.append(_Child(spec, process, log))
 
     def _child_env(self, spec: ChildSpec) -> dict[str, str]:
-        """The child's environment; the gateway is pointed at its sibling processes."""
+        """The child's environment; the gateway is pointed at its sibling processes and
+        creates a first API key on an empty database (unless told otherwise)."""
         env = dict(self._config.env)
         if spec.name == GATEWAY:
+            env.setdefault(BOOTSTRAP_KEY_VARIABLE, str(self._config.bootstrap_key_file))
             for sibling in self._config.children:
                 if sibling.name != GATEWAY:
                     variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
@@ -174,12 +184,24 @@ class Runner:
             self._out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
             self._out.write("\n")
         gateway = next((c for c in self._children if c.spec.name == GATEWAY), self._children[0])
+        key_file = Path(
+            self._config.env.get(BOOTSTRAP_KEY_VARIABLE, self._config.bootstrap_key_file)
+        )
+        if await asyncio.to_thread(key_file.exists):
+            key_note = f"API key: in {key_file} (every scope; shown nowhere else)\n"
+        else:
+            key_note = (
+                f"API key: {key_file} is missing and the database already has keys; use one "
+                "of yours, or remove the database to get a new bootstrap key\n"
+            )
         self._out.write(
             f"\nlogs: {self._config.log_dir}/<service>.log\n"
-            "first request: a completion through the gateway (the API is on server "
+            + key_note
+            + "first request: a completion through the gateway (the API is on server "
             "reflection):\n"
             "  .venv/bin/buf curl --protocol grpc --http2-prior-knowledge "
-            f"-d '{FIRST_REQUEST}' \\\n"
+            f'-H "authorization: Bearer $(cat {key_file})" \\\n'
+            f"    -d '{FIRST_REQUEST}' \\\n"
             f"    http://{gateway.spec.address}/llmgw.inference.v1.InferenceService/Complete\n"
             f"health: .venv/bin/llmgw health {gateway.spec.address}\n"
             "press Ctrl-C to stop\n"

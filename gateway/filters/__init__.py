@@ -17,7 +17,11 @@ from services.kernel.plugins import PluginGroup, PluginRegistry, PluginSpec
 
 BUILTIN_FILTERS = {
     "access_log": "gateway.filters.access_log:plugin",
+    "authn": "gateway.filters.authn:plugin",
+    "authz": "gateway.filters.authz:plugin",
     "metrics": "gateway.filters.metrics:plugin",
+    "rate_limit": "gateway.filters.rate_limit:plugin",
+    "budget": "gateway.filters.budget:plugin",
 }
 """Name -> ``module:attribute`` of the filters that ship with the gateway."""
 

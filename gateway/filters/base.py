@@ -34,6 +34,7 @@ import grpc
 from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry
 
+from gateway.auth.context import SecurityContext
 from gateway.policies import NoPolicies, PolicySource
 from services.kernel.config import Section
 from services.kernel.errors import STATUS_DETAILS_KEY, LlmgwError
@@ -228,6 +229,8 @@ class FilterContext:
     """Where the filter registers its Prometheus metrics (the process's registry)."""
     policies: PolicySource = field(default_factory=NoPolicies)
     """The rate-limit and budget policies of callers, answered from memory."""
+    security: SecurityContext = field(default_factory=SecurityContext)
+    """API keys, the audit sink and per-call grants, for the authn and authz filters."""
 
 
 ConfigT = TypeVar("ConfigT", bound=Section)

@@ -145,10 +145,16 @@ async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             assert table[name][3] == "SERVING"
             assert await check_health(address) == "SERVING"
         gateway = table["gateway"][1]
+        key_line = next(line for line in lines if line.startswith("API key: in "))
+        key_file = ROOT / key_line.removeprefix("API key: in ").split(" (")[0]
+        credential = (("authorization", f"Bearer {key_file.read_text().strip()}"),)
         async with aio.insecure_channel(gateway) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             request = json_format.Parse(FIRST_REQUEST, inference_pb2.CompleteRequest())
-            response = await stub.Complete(request, timeout=10)
+            with pytest.raises(aio.AioRpcError) as refused:
+                await stub.Complete(request, timeout=10)
+            assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            response = await stub.Complete(request, metadata=credential, timeout=10)
         assert response.result.served_by.provider == "simulated"
         assert any(FIRST_REQUEST in line for line in lines), "the hint shows the request"
         process.send_signal(signal.SIGINT)

@@ -148,6 +148,7 @@ class Project(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id: lower case letters, digits and '-', 1 to 63 characters. Immutable."""
     display_name: _builtins.str
@@ -166,6 +167,12 @@ class Project(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last update time (output only)."""
 
+    @_builtins.property
+    def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Model names or aliases ("model@alias") every key of the project may call,
+        on top of each key's own list; empty allows all.
+        """
+
     def __init__(
         self,
         *,
@@ -175,10 +182,11 @@ class Project(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        allowed_models: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "id", b"id", "labels", b"labels", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "create_time", b"create_time", "description", b"description", "display_name", b"display_name", "id", b"id", "labels", b"labels", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
