@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from services.kernel.config import Section, Settings
 
@@ -70,6 +70,13 @@ class HttpSettings(Section):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     keepalive_seconds: float = Field(default=75.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    forwarded_headers: tuple[str, ...] = ("authorization", "x-request-id", "user-agent")
+    """Request headers that become the call's metadata, under the same (lower-case) names."""
+
+    @field_validator("forwarded_headers")
+    @classmethod
+    def _lower_case(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(name.lower() for name in names)
 
 
 class FilterSettings(Section):

@@ -14,10 +14,11 @@ Each request is translated to the call's request message and handed to the same
 :class:`~gateway.proxy.Proxy` behaviour the gRPC listener uses, with an
 :class:`HttpDownstream` standing for the caller: the call runs through the same
 filter chain (authentication, limits, budgets, access log, metrics), route and
-cluster, without a second network hop. The request's ``Authorization``,
-``x-request-id`` and ``user-agent`` headers become the call's metadata exactly
-so (``authorization: Bearer <key>``), and the request id is bound as for a gRPC call
-(the caller's ``x-request-id`` when well-formed) and echoed in the response.
+cluster, without a second network hop. The request headers named by
+``gateway.http.forwarded_headers`` (by default ``Authorization``, ``x-request-id``
+and ``user-agent``) become the call's metadata exactly so (``authorization: Bearer
+<key>``), and the request id is bound as for a gRPC call (the caller's
+``x-request-id`` when well-formed) and echoed in the response.
 
 A call that ends with a status is answered with OpenAI's error JSON and HTTP status
 (see :mod:`gateway.http.errors`). In a stream, an error before the first event is
@@ -59,8 +60,6 @@ STREAM_COMPLETE = f"/{INFERENCE}/StreamComplete"
 EMBED = f"/{INFERENCE}/Embed"
 LIST_MODELS = f"/{INFERENCE}/ListModels"
 
-FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "user-agent")
-"""The HTTP request headers that become the call's metadata (under the same names)."""
 MODELS_PAGE_SIZE = 1000
 MAX_MODEL_PAGES = 100
 JSON = "application/json"
@@ -125,11 +124,6 @@ class HttpDownstream:
 
     async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: Any) -> NoReturn:
         raise CallEnded(code, details, tuple(trailing_metadata or ()))
-
-
-def _metadata(request: web.Request) -> Metadata:
-    headers = request.headers
-    return tuple((name, headers[name]) for name in FORWARDED_HEADERS if name in headers)
 
 
 def _peer(request: web.Request) -> str:
@@ -242,8 +236,11 @@ class HttpEdge:
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """Bind the request id, then answer errors raised before or by the call."""
 
+        forwarded = self.settings.forwarded_headers
+
         async def handler(request: web.Request) -> web.StreamResponse:
-            metadata = _metadata(request)
+            headers = request.headers
+            metadata = tuple((name, headers[name]) for name in forwarded if name in headers)
             bind_request_id(request_id_from(metadata))
             try:
                 return await serve(request, metadata)
