@@ -17,6 +17,10 @@ For each call the proxy
    call with CANCELLED when the upstream cancels;
 5. tells the filters how the call ended.
 
+The caller's side of a call is a :class:`Downstream`: the grpc.aio servicer context
+for the gRPC listener, or the HTTP edge's stand-in (:mod:`gateway.http.server`), which
+calls :meth:`Proxy.unary` and :meth:`Proxy.server_stream` in process.
+
 A unary-request call is also retried on another endpoint when its upstream attempt
 failed with UNAVAILABLE because the connection could not be made (nothing was
 received); a call that reached an upstream is never retried.

@@ -31,6 +31,12 @@ FIRST_REQUEST = (
 METRICS_PORT_OFFSET = 1000
 """A child's metrics endpoint listens on its gRPC port plus this offset."""
 
+HTTP_PORT_OFFSET = 2000
+"""The gateway's OpenAI-compatible HTTP edge listens on its gRPC port plus this offset."""
+HTTP_PORT_ENV = "LLMGW_GATEWAY__HTTP__PORT"
+FIRST_HTTP_REQUEST = '{"model": "chat", "messages": [{"role": "user", "content": "Hello!"}]}'
+"""The Chat Completions body ``make run`` suggests for the HTTP edge."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
@@ -128,6 +134,7 @@ class Runner:
         """The child's environment; the gateway is pointed at its sibling processes."""
         env = dict(self._config.env)
         if spec.name == GATEWAY:
+            env.setdefault(HTTP_PORT_ENV, str(spec.port + HTTP_PORT_OFFSET))
             for sibling in self._config.children:
                 if sibling.name != GATEWAY:
                     variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
@@ -174,6 +181,7 @@ class Runner:
             self._out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
             self._out.write("\n")
         gateway = next((c for c in self._children if c.spec.name == GATEWAY), self._children[0])
+        http_base = f"http://{gateway.spec.host}:{self._http_port(gateway.spec)}/v1"
         self._out.write(
             f"\nlogs: {self._config.log_dir}/<service>.log\n"
             "first request: a completion through the gateway (the API is on server "
@@ -181,10 +189,17 @@ class Runner:
             "  .venv/bin/buf curl --protocol grpc --http2-prior-knowledge "
             f"-d '{FIRST_REQUEST}' \\\n"
             f"    http://{gateway.spec.address}/llmgw.inference.v1.InferenceService/Complete\n"
+            "or over the OpenAI-compatible HTTP edge (OpenAI SDKs: base URL "
+            f"{http_base}):\n"
+            f"  curl {http_base}/chat/completions \\\n"
+            f"    -H 'content-type: application/json' -d '{FIRST_HTTP_REQUEST}'\n"
             f"health: .venv/bin/llmgw health {gateway.spec.address}\n"
             "press Ctrl-C to stop\n"
         )
         self._out.flush()
+
+    def _http_port(self, spec: ChildSpec) -> str:
+        return self._child_env(spec).get(HTTP_PORT_ENV, str(spec.port + HTTP_PORT_OFFSET))
 
     async def _watch(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():

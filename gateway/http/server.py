@@ -29,6 +29,7 @@ stream. A client that disconnects cancels its handler, and with it the upstream 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -49,7 +50,13 @@ from gateway.routes import RouteTable
 from gateway.settings import HttpSettings
 from llmgw.inference.v1 import inference_pb2
 from services.kernel.context import REQUEST_ID_HEADER, bind_request_id, current_request_id
-from services.kernel.errors import InvalidArgument, LlmgwError, NotFound, Unimplemented
+from services.kernel.errors import (
+    Internal,
+    InvalidArgument,
+    LlmgwError,
+    NotFound,
+    Unimplemented,
+)
 from services.kernel.interceptors import request_id_from
 
 _log = logging.getLogger("llmgw.gateway.http")
@@ -252,6 +259,9 @@ class HttpEdge:
                 return _error_response(
                     OpenAIError(413, "invalid_request_error", str(exc), code="request_too_large")
                 )
+            except Exception as exc:
+                _log.error("http request crashed", extra={"path": request.path}, exc_info=exc)
+                return _error_response(error_of_status(Internal(str(exc)).to_status()))
 
         return handler
 
@@ -301,8 +311,15 @@ class HttpEdge:
         except CallEnded as ended:
             if not response.prepared:
                 raise
-            await response.write(sse(error_of_status(ended.status()).payload()))
-            await response.write_eof()
+            with contextlib.suppress(ConnectionError):  # the client may be gone already
+                await response.write(sse(error_of_status(ended.status()).payload()))
+                await response.write_eof()
+            return response
+        except Exception:
+            if not response.prepared:
+                raise
+            # Writing to the client failed (it went away): the upstream call is cancelled.
+            _log.debug("stream to the client ended early", exc_info=True)
             return response
         if not response.prepared:
             await response.prepare(request)
