@@ -149,7 +149,18 @@ async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         async with aio.insecure_channel(gateway) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             request = json_format.Parse(FIRST_REQUEST, inference_pb2.CompleteRequest())
-            response = await stub.Complete(request, timeout=10)
+            # Every process starts at once: the gateway may be SERVING before its channel
+            # to inference has connected (it then backs off for up to a second or two).
+            for _ in range(50):
+                try:
+                    response = await stub.Complete(request, timeout=10)
+                    break
+                except aio.AioRpcError as error:
+                    if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the gateway never reached inference")
         assert response.result.served_by.provider == "simulated"
         assert any(FIRST_REQUEST in line for line in lines), "the hint shows the request"
         http_hint = next(line for line in lines if "/chat/completions" in line)
