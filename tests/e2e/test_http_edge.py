@@ -464,3 +464,16 @@ async def test_filters_see_the_bearer_key_and_their_stops_map_to_openai_errors(
     await eventually(lambda: len(guarded.log_lines()) >= 4)
     stopped = {line.get("stopped_by") for line in guarded.log_lines()}
     assert {"bearer_gate", "key_gate", "model_gate"} <= stopped
+
+
+async def test_a_unary_client_that_disconnects_cancels_the_upstream_call(stack: Stack) -> None:
+    stack.fake.enqueue(ScriptedResponse(body=b"{}", delay_before_headers=60))
+    seen = len(stack.fake.requests)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        with pytest.raises(TimeoutError):
+            await session.post(
+                f"{stack.edge.base_url}/chat/completions",
+                json={"model": "gpt-fake", "messages": HELLO},
+            )
+    await asyncio.wait_for(stack.fake.wait_for_requests(seen + 1), timeout=10)
+    await asyncio.wait_for(stack.fake.requests[seen].client_closed.wait(), timeout=10)
