@@ -51,6 +51,7 @@ from gateway.settings import HttpSettings
 from llmgw.inference.v1 import inference_pb2
 from services.kernel.context import REQUEST_ID_HEADER, bind_request_id, current_request_id
 from services.kernel.errors import (
+    FieldViolation,
     Internal,
     InvalidArgument,
     LlmgwError,
@@ -133,6 +134,17 @@ class HttpDownstream:
         raise CallEnded(code, details, tuple(trailing_metadata or ()))
 
 
+def _check_metadata(metadata: Metadata) -> None:
+    """Refuse header values gRPC metadata cannot carry (it takes printable ASCII only)."""
+    for name, value in metadata:
+        if isinstance(value, str) and not (value.isascii() and value.isprintable()):
+            raise InvalidArgument(
+                f"header {name} must be printable ASCII",
+                [FieldViolation(name, "must be printable ASCII")],
+                reason="INVALID_HEADER",
+            )
+
+
 def _peer(request: web.Request) -> str:
     peername = request.transport.get_extra_info("peername") if request.transport else None
     if not peername:
@@ -154,6 +166,10 @@ def _json_response(body: bytes) -> web.Response:
     )
 
 
+class _TooLarge(Exception):
+    """The request body is over ``max_body_bytes``."""
+
+
 async def _read_json(request: web.Request) -> object:
     try:
         raw = await request.read()
@@ -163,10 +179,6 @@ async def _read_json(request: web.Request) -> object:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument("the request body is not valid JSON", reason="INVALID_JSON") from exc
-
-
-class _TooLarge(Exception):
-    """The request body is over ``max_body_bytes``."""
 
 
 class HttpEdge:
@@ -250,6 +262,7 @@ class HttpEdge:
             metadata = tuple((name, headers[name]) for name in forwarded if name in headers)
             bind_request_id(request_id_from(metadata))
             try:
+                _check_metadata(metadata)
                 return await serve(request, metadata)
             except CallEnded as ended:
                 return _error_response(error_of_status(ended.status()))

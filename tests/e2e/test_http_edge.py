@@ -354,6 +354,13 @@ async def test_malformed_and_oversized_bodies_and_unknown_paths(stack: Stack) ->
         reply = await session.post(f"{url}/chat/completions", data=b"x" * (MAX_BODY_BYTES + 1))
         assert reply.status == 413
         assert (await reply.json())["error"]["type"] == "invalid_request_error"
+        reply = await session.post(
+            f"{url}/chat/completions",
+            json={"model": "sim", "messages": HELLO},
+            headers={"authorization": "Bearer s\u00e9same".encode().decode("latin-1")},
+        )
+        assert reply.status == 400
+        assert (await reply.json())["error"]["param"] == "authorization"
         reply = await session.get(f"{url}/no/such/path")
         assert reply.status == 404
         assert (await reply.json())["error"]["type"] == "not_found_error"
