@@ -1,4 +1,9 @@
-"""The gateway assembled from its settings: filter chain, clusters, routes and listener."""
+"""The gateway assembled from its settings: filter chain, clusters, routes and listeners.
+
+The gRPC listener and the OpenAI-compatible HTTP edge (:mod:`gateway.http`) share one
+:class:`~gateway.proxy.Proxy`, so both run every call through the same chain,
+routes and clusters.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from gateway.clusters.cluster import Cluster
 from gateway.clusters.discovery import Resolver, resolve_dns
 from gateway.filters import filter_registry
 from gateway.filters.base import FilterContext
+from gateway.http.server import HttpEdge
 from gateway.proxy import Proxy
 from gateway.routes import RouteTable
 from gateway.services_handler import RoutedService
@@ -76,17 +82,22 @@ class Gateway:
         self.routed = tuple(
             RoutedService(service, self.routes, proxy) for service in self.routes.services()
         )
+        self.http: HttpEdge | None = (
+            HttpEdge(section.http, proxy, self.routes) if section.http.enabled else None
+        )
 
     def app(self) -> ServiceApp:
-        """The process: own services, then one forwarding handler per routed service."""
+        """The process: own services, then one forwarding handler per routed service;
+        the HTTP edge listens once the clusters and filters have started."""
         tls = self.settings.gateway.listener.tls
+        http = () if self.http is None else (self.http.lifespan,)
         return ServiceApp(
             name="gateway",
             services=(*self.own_services, *(service.registration() for service in self.routed)),
             lifespans=(
-                (self.security.lifespan, self.lifespan)
-                if self.security is not None
-                else (self.lifespan,)
+                *((self.security.lifespan,) if self.security is not None else ()),
+                self.lifespan,
+                *http,
             ),
             server_credentials=listener_credentials(tls) if tls is not None else None,
             registry=self.registry,

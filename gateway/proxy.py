@@ -17,6 +17,10 @@ For each call the proxy
    call with CANCELLED when the upstream cancels;
 5. tells the filters how the call ended.
 
+The caller's side of a call is a :class:`Downstream`: the grpc.aio servicer context
+for the gRPC listener, or the HTTP edge's stand-in (:mod:`gateway.http.server`), which
+calls :meth:`Proxy.unary` and :meth:`Proxy.server_stream` in process.
+
 A unary-request call is also retried on another endpoint when its upstream attempt
 failed with UNAVAILABLE because the connection could not be made (nothing was
 received); a call that reached an upstream is never retried.
@@ -29,7 +33,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, NoReturn, Protocol, TypeAlias
 
 import grpc
 from grpc import aio
@@ -44,7 +48,39 @@ from services.kernel.errors import Unavailable
 
 _log = logging.getLogger("llmgw.gateway.proxy")
 
-Context: TypeAlias = "aio.ServicerContext[bytes, bytes]"
+
+class Downstream(Protocol):
+    """The caller's side of one call, as the proxy uses it.
+
+    A grpc.aio ``ServicerContext`` is one; the HTTP edge (:mod:`gateway.http`) gives its
+    own, so that an HTTP request runs through the same chain, routes and clusters in
+    process. ``abort`` must raise (it ends the call with a status and trailers).
+    """
+
+    def invocation_metadata(self) -> Any: ...
+
+    def peer(self) -> str: ...
+
+    def time_remaining(self) -> float | None: ...
+
+    async def read(self) -> Any: ...
+
+    async def write(self, message: bytes) -> None: ...
+
+    async def send_initial_metadata(self, initial_metadata: Any) -> None: ...
+
+    def set_trailing_metadata(self, trailing_metadata: Any) -> None: ...
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: Any
+    ) -> NoReturn: ...
+
+
+Context: TypeAlias = Downstream
+UnaryBehavior: TypeAlias = Callable[[bytes, Downstream], Awaitable[bytes]]
+"""Forwards one unary call: the request's bytes in, the response's bytes out."""
+ServerStreamBehavior: TypeAlias = Callable[[bytes, Downstream], Awaitable[None]]
+"""Forwards one server-streaming call; responses go to ``Downstream.write``."""
 Handler: TypeAlias = "grpc.RpcMethodHandler[bytes, bytes]"
 _UpstreamCall: TypeAlias = (
     "aio.UnaryUnaryCall[bytes, bytes] | aio.UnaryStreamCall[bytes, bytes]"
@@ -138,18 +174,24 @@ class Proxy:
         """The raw-bytes handler of ``method`` (a call of ``shape``) forwarding to ``route``."""
         readers = self._chain.first_message_readers(method)
         if shape is CallShape.UNARY:
-            return grpc.unary_unary_rpc_method_handler(self._unary(method, route, readers))
+            return grpc.unary_unary_rpc_method_handler(self.unary(method, route))
         if shape is CallShape.SERVER_STREAM:
-            return grpc.unary_stream_rpc_method_handler(self._server_stream(method, route, readers))
+            return grpc.unary_stream_rpc_method_handler(self.server_stream(method, route))
         if shape is CallShape.CLIENT_STREAM:
             return grpc.stream_unary_rpc_method_handler(self._client_stream(method, route, readers))
         return grpc.stream_stream_rpc_method_handler(self._bidi_stream(method, route, readers))
 
+    def unary(self, method: str, route: Route) -> UnaryBehavior:
+        """What forwards a unary call of ``method`` to ``route`` for any :class:`Downstream`."""
+        return self._unary(method, route, self._chain.first_message_readers(method))
+
+    def server_stream(self, method: str, route: Route) -> ServerStreamBehavior:
+        """What forwards a server-streaming call of ``method`` to ``route``."""
+        return self._server_stream(method, route, self._chain.first_message_readers(method))
+
     # The four shapes ---------------------------------------------------------------
 
-    def _unary(
-        self, method: str, route: Route, readers: Readers
-    ) -> Callable[[bytes, Context], Awaitable[bytes]]:
+    def _unary(self, method: str, route: Route, readers: Readers) -> UnaryBehavior:
         async def unary(request: bytes, context: Context) -> bytes:
             call, exchange = self._start(method, CallShape.UNARY, route, readers, context)
             try:
@@ -163,9 +205,7 @@ class Proxy:
 
         return unary
 
-    def _server_stream(
-        self, method: str, route: Route, readers: Readers
-    ) -> Callable[[bytes, Context], Awaitable[None]]:
+    def _server_stream(self, method: str, route: Route, readers: Readers) -> ServerStreamBehavior:
         async def server_stream(request: bytes, context: Context) -> None:
             call, exchange = self._start(method, CallShape.SERVER_STREAM, route, readers, context)
             try:

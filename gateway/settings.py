@@ -1,11 +1,14 @@
 """Settings of the ``gateway`` process: the kernel's plus the ``gateway:`` section.
 
-The section describes the edge the way Envoy does, in four parts (plus
-``security``, see :class:`SecuritySettings`)::
+The section describes the edge the way Envoy does, in four parts (plus the HTTP
+edge, and ``security``, see :class:`SecuritySettings`)::
 
     gateway:
       listener:            # TLS of the gRPC listener (host and port are the kernel's ``server``)
         tls: {cert_file: server.pem, key_file: server.key, client_ca_file: clients-ca.pem}
+      http:                # the OpenAI-compatible HTTP edge on its own port
+        port: 8080
+        max_body_bytes: 16777216
       filters:             # the chain, in order; each filter by name with its own config
         - name: access_log
         - name: metrics
@@ -29,7 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.auth.tokens import JwtSettings
 from services.kernel.config import Section, Settings
@@ -50,6 +53,32 @@ class ListenerSettings(Section):
     """The gateway's listener; its address is ``server.host``/``server.port``."""
 
     tls: ListenerTls | None = None
+
+
+class HttpSettings(Section):
+    """The OpenAI-compatible HTTP listener (see :mod:`gateway.http`).
+
+    It serves ``/v1/chat/completions``, ``/v1/embeddings`` and ``/v1/models`` as the
+    same gRPC calls, through the same filter chain, routes and clusters, in process.
+    ``port`` 0 (the default, as for metrics) picks a free port; ``llmgw run`` gives
+    it 8080. A request body over ``max_body_bytes`` is refused
+    with 413; ``keepalive_seconds`` is how long an idle connection is kept open;
+    ``shutdown_grace_seconds`` is what in-flight requests get at stop.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    keepalive_seconds: float = Field(default=75.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    forwarded_headers: tuple[str, ...] = ("authorization", "x-request-id", "user-agent")
+    """Request headers that become the call's metadata, under the same (lower-case) names."""
+
+    @field_validator("forwarded_headers")
+    @classmethod
+    def _lower_case(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(name.lower() for name in names)
 
 
 class FilterSettings(Section):
@@ -250,6 +279,7 @@ class GatewaySection(Section):
     """The ``gateway:`` section: listener, filter chain, clusters, routes and security."""
 
     listener: ListenerSettings = ListenerSettings()
+    http: HttpSettings = HttpSettings()
     filters: tuple[FilterSettings, ...] = DEFAULT_FILTERS
     clusters: dict[str, ClusterSettings] = Field(default_factory=lambda: dict(DEFAULT_CLUSTERS))
     routes: tuple[RouteSettings, ...] = DEFAULT_ROUTES

@@ -35,6 +35,12 @@ BOOTSTRAP_KEY_VARIABLE = "LLMGW_GATEWAY__SECURITY__BOOTSTRAP_KEY_FILE"
 METRICS_PORT_OFFSET = 1000
 """A child's metrics endpoint listens on its gRPC port plus this offset."""
 
+HTTP_PORT_OFFSET = 2000
+"""The gateway's OpenAI-compatible HTTP edge listens on its gRPC port plus this offset."""
+HTTP_PORT_ENV = "LLMGW_GATEWAY__HTTP__PORT"
+FIRST_HTTP_REQUEST = '{"model": "chat", "messages": [{"role": "user", "content": "Hello!"}]}'
+"""The Chat Completions body ``make run`` suggests for the HTTP edge."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
@@ -138,6 +144,7 @@ class Runner:
         env = dict(self._config.env)
         if spec.name == GATEWAY:
             env.setdefault(BOOTSTRAP_KEY_VARIABLE, str(self._config.bootstrap_key_file))
+            env.setdefault(HTTP_PORT_ENV, str(spec.port + HTTP_PORT_OFFSET))
             for sibling in self._config.children:
                 if sibling.name != GATEWAY:
                     variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
@@ -194,6 +201,7 @@ class Runner:
                 f"API key: {key_file} is missing and the database already has keys; use one "
                 "of yours, or remove the database to get a new bootstrap key\n"
             )
+        http_base = f"http://{gateway.spec.host}:{self._http_port(gateway.spec)}/v1"
         self._out.write(
             f"\nlogs: {self._config.log_dir}/<service>.log\n"
             + key_note
@@ -203,10 +211,18 @@ class Runner:
             f'-H "authorization: Bearer $(cat {key_file})" \\\n'
             f"    -d '{FIRST_REQUEST}' \\\n"
             f"    http://{gateway.spec.address}/llmgw.inference.v1.InferenceService/Complete\n"
+            "or over the OpenAI-compatible HTTP edge (OpenAI SDKs: base URL "
+            f"{http_base}):\n"
+            f"  curl {http_base}/chat/completions \\\n"
+            f'    -H "authorization: Bearer $(cat {key_file})" \\\n'
+            f"    -H 'content-type: application/json' -d '{FIRST_HTTP_REQUEST}'\n"
             f"health: .venv/bin/llmgw health {gateway.spec.address}\n"
             "press Ctrl-C to stop\n"
         )
         self._out.flush()
+
+    def _http_port(self, spec: ChildSpec) -> str:
+        return self._child_env(spec).get(HTTP_PORT_ENV, str(spec.port + HTTP_PORT_OFFSET))
 
     async def _watch(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():

@@ -17,7 +17,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
@@ -199,7 +199,12 @@ class KernelInterceptor(aio.ServerInterceptor):
 
 
 def _request_id_of(context: aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
+    return request_id_from(context.invocation_metadata() or ())
+
+
+def request_id_from(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    """The caller's ``x-request-id`` when well-formed, else a new request id."""
+    for key, value in metadata:
         if key == REQUEST_ID_HEADER and isinstance(value, str) and _REQUEST_ID_PATTERN.match(value):
             return value
     return new_request_id()

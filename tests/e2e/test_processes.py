@@ -11,6 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from google.protobuf import json_format
@@ -20,7 +21,7 @@ from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.kernel.health_client import UNREACHABLE, check_health, wait_until_serving
 from services.kernel.process import service_registry
-from services.runner import FIRST_REQUEST
+from services.runner import FIRST_HTTP_REQUEST, FIRST_REQUEST
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,12 +152,33 @@ async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         async with aio.insecure_channel(gateway) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             request = json_format.Parse(FIRST_REQUEST, inference_pb2.CompleteRequest())
+            # Every process starts at once: the gateway may be SERVING before its channel
+            # to inference has connected (it then backs off for up to a second or two).
+            for _ in range(50):
+                try:
+                    response = await stub.Complete(request, metadata=credential, timeout=10)
+                    break
+                except aio.AioRpcError as error:
+                    if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the gateway never reached inference")
             with pytest.raises(aio.AioRpcError) as refused:
                 await stub.Complete(request, timeout=10)
             assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
-            response = await stub.Complete(request, metadata=credential, timeout=10)
         assert response.result.served_by.provider == "simulated"
         assert any(FIRST_REQUEST in line for line in lines), "the hint shows the request"
+        http_hint = next(line for line in lines if "/chat/completions" in line)
+        http_url = http_hint.split()[1]
+        assert any(FIRST_HTTP_REQUEST in line for line in lines)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(http_url, data=FIRST_HTTP_REQUEST, headers=dict(credential)) as reply,
+        ):
+            assert reply.status == 200, await reply.text()
+            answer = await reply.json()
+        assert answer["choices"][0]["message"]["content"]
         process.send_signal(signal.SIGINT)
         rest = await asyncio.to_thread(process.communicate, None, 30)
         assert process.returncode == 0, "".join(lines) + rest[0]

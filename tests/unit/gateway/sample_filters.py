@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint
 from gateway.filters.base import Call, FilterContext, FilterPlugin, GatewayFilter, Stop
 from gateway.model_field import ModelFieldReader
 from services.kernel.config import Section
-from services.kernel.errors import PermissionDenied, ResourceExhausted
+from services.kernel.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 
 class KeyGateConfig(Section):
@@ -48,6 +48,27 @@ class ModelGate(GatewayFilter):
         return None
 
 
+class BearerGateConfig(Section):
+    """Admits only calls whose metadata holds ``authorization: Bearer <token>``."""
+
+    token: str
+
+
+class BearerGate(GatewayFilter):
+    def __init__(self, config: BearerGateConfig) -> None:
+        self._expected = f"Bearer {config.token}"
+
+    async def on_request(self, call: Call) -> Stop | None:
+        if call.header("authorization") != self._expected:
+            return Stop.of(Unauthenticated("invalid API key", reason="INVALID_API_KEY"))
+        call.key_id = "bearer"
+        return None
+
+
+def _bearer_gate(config: BearerGateConfig, context: FilterContext) -> BearerGate:
+    return BearerGate(config)
+
+
 def _key_gate(config: KeyGateConfig, context: FilterContext) -> KeyGate:
     return KeyGate(config)
 
@@ -58,8 +79,10 @@ def _model_gate(config: ModelGateConfig, context: FilterContext) -> ModelGate:
 
 key_gate = FilterPlugin(config_model=KeyGateConfig, build=_key_gate)
 model_gate = FilterPlugin(config_model=ModelGateConfig, build=_model_gate)
+bearer_gate = FilterPlugin(config_model=BearerGateConfig, build=_bearer_gate)
 
 ENTRY_POINTS = (
     EntryPoint("key_gate", f"{__name__}:key_gate", "llmgw.gateway_filters"),
     EntryPoint("model_gate", f"{__name__}:model_gate", "llmgw.gateway_filters"),
+    EntryPoint("bearer_gate", f"{__name__}:bearer_gate", "llmgw.gateway_filters"),
 )
