@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -122,6 +123,48 @@ async def test_serve_reports_serving_and_drains_on_sigterm(tmp_path: Path) -> No
             process.wait()
 
 
+Credential = tuple[tuple[str, str], ...]
+
+
+async def _first_grpc_request(
+    gateway: str, credential: Credential
+) -> inference_pb2.CompleteResponse:
+    """The hint's first request through the gateway, which refuses it without ``credential``."""
+    async with aio.insecure_channel(gateway) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        request = json_format.Parse(FIRST_REQUEST, inference_pb2.CompleteRequest())
+        # Every process starts at once: the gateway may be SERVING before its channel
+        # to inference has connected (it then backs off for up to a second or two).
+        for _ in range(50):
+            try:
+                response = await stub.Complete(request, metadata=credential, timeout=10)
+                break
+            except aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    raise
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the gateway never reached inference")
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.Complete(request, timeout=10)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    return response
+
+
+async def _first_http_request(lines: list[str], credential: Credential) -> Any:
+    """The hint's first request over the HTTP edge, at the URL the hint shows."""
+    http_hint = next(line for line in lines if "/chat/completions" in line)
+    http_url = http_hint.split()[1]
+    assert any(FIRST_HTTP_REQUEST in line for line in lines)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(http_url, data=FIRST_HTTP_REQUEST, headers=dict(credential)) as reply,
+    ):
+        assert reply.status == 200, await reply.text()
+        answer = await reply.json()
+    return answer
+
+
 async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     names = service_registry().names()
     base = _free_port_block(len(names))
@@ -149,35 +192,10 @@ async def test_run_starts_every_service_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         key_line = next(line for line in lines if line.startswith("API key: in "))
         key_file = ROOT / key_line.removeprefix("API key: in ").split(" (")[0]
         credential = (("authorization", f"Bearer {key_file.read_text().strip()}"),)
-        async with aio.insecure_channel(gateway) as channel:
-            stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            request = json_format.Parse(FIRST_REQUEST, inference_pb2.CompleteRequest())
-            # Every process starts at once: the gateway may be SERVING before its channel
-            # to inference has connected (it then backs off for up to a second or two).
-            for _ in range(50):
-                try:
-                    response = await stub.Complete(request, metadata=credential, timeout=10)
-                    break
-                except aio.AioRpcError as error:
-                    if error.code() is not grpc.StatusCode.UNAVAILABLE:
-                        raise
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the gateway never reached inference")
-            with pytest.raises(aio.AioRpcError) as refused:
-                await stub.Complete(request, timeout=10)
-            assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        response = await _first_grpc_request(gateway, credential)
         assert response.result.served_by.provider == "simulated"
         assert any(FIRST_REQUEST in line for line in lines), "the hint shows the request"
-        http_hint = next(line for line in lines if "/chat/completions" in line)
-        http_url = http_hint.split()[1]
-        assert any(FIRST_HTTP_REQUEST in line for line in lines)
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(http_url, data=FIRST_HTTP_REQUEST, headers=dict(credential)) as reply,
-        ):
-            assert reply.status == 200, await reply.text()
-            answer = await reply.json()
+        answer = await _first_http_request(lines, credential)
         assert answer["choices"][0]["message"]["content"]
         process.send_signal(signal.SIGINT)
         rest = await asyncio.to_thread(process.communicate, None, 30)

@@ -59,6 +59,13 @@ class SecureGateway:
     channel: aio.Channel
     security: SecurityRuntime
     events: EventLog
+    gateway: Gateway
+
+    @property
+    def http_base_url(self) -> str:
+        """The OpenAI-compatible HTTP edge's ``/v1``."""
+        assert self.gateway.http is not None
+        return f"http://127.0.0.1:{self.gateway.http.port}/v1"
 
     @property
     def admin(self) -> admin_pb2_grpc.AdminServiceAsyncStub:
@@ -150,7 +157,7 @@ async def secure_gateway(
     await server.start()
     channel = aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield SecureGateway(server, channel, security, events)
+        yield SecureGateway(server, channel, security, events, gateway)
     finally:
         await channel.close(None)
         await server.drain(grace_seconds=0)

@@ -7,7 +7,13 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from gateway.app import build
-from gateway.settings import DEFAULT_FILTERS, GatewaySection, GatewaySettings, SecuritySettings
+from gateway.settings import (
+    DEFAULT_FILTERS,
+    GatewaySection,
+    GatewaySettings,
+    HttpSettings,
+    SecuritySettings,
+)
 from services.kernel.config import MetricsSettings, ServerSettings
 
 
@@ -16,7 +22,9 @@ def _settings(tmp_path: Path, *, enabled: bool) -> GatewaySettings:
         server=ServerSettings(port=0),
         metrics=MetricsSettings(enabled=False),
         database_url=f"sqlite+aiosqlite:///{tmp_path}/llmgw.db",
-        gateway=GatewaySection(security=SecuritySettings(enabled=enabled)),
+        gateway=GatewaySection(
+            security=SecuritySettings(enabled=enabled), http=HttpSettings(enabled=False)
+        ),
     )
 
 
