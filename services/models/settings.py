@@ -14,6 +14,8 @@ class RegistrySettings(Section):
 
     ``providers`` empty means every installed provider adapter plugin.
     ``seed_file`` is imported (idempotently) at start, e.g. from a Helm value.
+    With ``consume_fine_tunes``, succeeded fine-tuning jobs on ``finetuning_topic``
+    become versions (see :mod:`services.models.finetunes`).
     """
 
     providers: tuple[str, ...] = ()
@@ -23,6 +25,8 @@ class RegistrySettings(Section):
     relay_retry_seconds: float = Field(default=2.0, gt=0)
     models_topic: str = "llmgw.models.v1"
     audit_topic: str = "llmgw.audit.v1"
+    finetuning_topic: str = "llmgw.finetuning.v1"
+    consume_fine_tunes: bool = True
 
 
 class ModelsSettings(Settings):
