@@ -10,7 +10,7 @@ service published, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,18 +82,25 @@ async def _serve(app: ServiceApp, stack: AsyncExitStack) -> int:
     return server.port
 
 
-def section(blob_dir: Path, registry_address: str = "", **simulated: object) -> FineTuningSection:
+FAST = SimulatedBackendSettings(step_seconds=0.0, steps_per_epoch=3)
+"""Nine steps (three epochs, auto) without waiting."""
+
+
+def section(
+    blob_dir: Path,
+    registry_address: str = "",
+    simulated: SimulatedBackendSettings = FAST,
+    max_concurrent_jobs: int = 2,
+) -> FineTuningSection:
     """Fast settings for tests: short steps, quick polling."""
     return FineTuningSection(
         registry_address=registry_address or "127.0.0.1:1",
         blob_dir=blob_dir,
-        max_concurrent_jobs=2,
+        max_concurrent_jobs=max_concurrent_jobs,
         relay_poll_interval_seconds=0.2,
         relay_retry_seconds=0.2,
         watch_poll_interval_seconds=0.2,
-        simulated=SimulatedBackendSettings(
-            **{"step_seconds": 0.0, "steps_per_epoch": 3, **simulated}  # type: ignore[arg-type]
-        ),
+        simulated=simulated,
     )
 
 
@@ -101,7 +108,7 @@ def section(blob_dir: Path, registry_address: str = "", **simulated: object) -> 
 async def serving_registry(
     database_url: str, bus: InProcessEventBus, stack: AsyncExitStack
 ) -> AsyncIterator[tuple[models_pb2_grpc.ModelRegistryServiceAsyncStub, str]]:
-    """A registry consuming from ``bus``, with model ``support-bot`` (version 1, alias production)."""
+    """A registry consuming ``bus``, with model ``support-bot`` (version 1, alias production)."""
     settings = ModelsSettings(
         database_url=database_url,
         registry=RegistrySettings(
@@ -176,7 +183,12 @@ async def serving_finetuning(
 
 
 @asynccontextmanager
-async def serving_pair(database_url: str, blob_dir: Path, **simulated: object) -> AsyncIterator[Pair]:
+async def serving_pair(
+    database_url: str,
+    blob_dir: Path,
+    simulated: SimulatedBackendSettings = FAST,
+    max_concurrent_jobs: int = 2,
+) -> AsyncIterator[Pair]:
     """A registry and a fine-tuning service on one database and one bus."""
     async with AsyncExitStack() as stack:
         bus = InProcessEventBus(EventTypeRegistry.from_module(events_pb2), "//tests")
@@ -185,7 +197,12 @@ async def serving_pair(database_url: str, blob_dir: Path, **simulated: object) -
         registry = await stack.enter_async_context(serving_registry(database_url, bus, stack))
         stub, address = registry
         finetuning = await stack.enter_async_context(
-            serving_finetuning(database_url, section(blob_dir, address, **simulated), recorder, stack)
+            serving_finetuning(
+                database_url,
+                section(blob_dir, address, simulated, max_concurrent_jobs),
+                recorder,
+                stack,
+            )
         )
         yield Pair(stub, finetuning, recorder, address)
 
@@ -218,7 +235,9 @@ async def upload(
 ) -> ft.Dataset:
     """Upload ``content`` in small chunks after ``metadata``."""
     messages: Sequence[ft.UploadDatasetRequest] = [
-        ft.UploadDatasetRequest(metadata=metadata or ft.DatasetMetadata(display_name="train.jsonl")),
+        ft.UploadDatasetRequest(
+            metadata=metadata or ft.DatasetMetadata(display_name="train.jsonl")
+        ),
         *(
             ft.UploadDatasetRequest(chunk=content[i : i + chunk_size])
             for i in range(0, len(content), chunk_size)
@@ -237,14 +256,19 @@ async def watch_to_end(
     stub: finetuning_pb2_grpc.FineTuningServiceAsyncStub, job_id: str, after: int = 0
 ) -> list[ft.WatchJobResponse]:
     """Every WatchJob message until the stream ends."""
-    return [message async for message in stub.WatchJob(ft.WatchJobRequest(job_id=job_id, after_sequence=after), timeout=60)]
+    return [
+        message
+        async for message in stub.WatchJob(
+            ft.WatchJobRequest(job_id=job_id, after_sequence=after), timeout=60
+        )
+    ]
 
 
-async def eventually(check: object, timeout: float = 20.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
     """Poll the async ``check`` until it returns True (the test fails after ``timeout``)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        if await check():  # type: ignore[operator]
+        if await check():
             return
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
