@@ -164,7 +164,7 @@ async def seed(stub: models_pb2_grpc.ModelRegistryServiceAsyncStub) -> None:
 
 @asynccontextmanager
 async def serving_finetuning(
-    database_url: str, settings: FineTuningSection, publisher: Recorder, stack: AsyncExitStack
+    database_url: str, settings: FineTuningSection, publisher: Recorder
 ) -> AsyncIterator[finetuning_pb2_grpc.FineTuningServiceAsyncStub]:
     """The fine-tuning service; stops when the block exits."""
     async with AsyncExitStack() as own:
@@ -201,7 +201,6 @@ async def serving_pair(
                 database_url,
                 section(blob_dir, address, simulated, max_concurrent_jobs),
                 recorder,
-                stack,
             )
         )
         yield Pair(stub, finetuning, recorder, address)

@@ -79,6 +79,10 @@ async def test_a_job_runs_to_success_and_becomes_a_version_under_the_alias(pair:
     assert version.version.provider_model_id == final.result_provider_model_id
     assert version.version.context_window == 512
 
+    async def relayed() -> bool:
+        return len(pair.events.of_topic("llmgw.usage.v1")) == 1
+
+    await eventually(relayed)
     published = pair.events.of_topic("llmgw.finetuning.v1")
     assert [e.metadata.id for e in published] == [m.event.id for m in messages]  # type: ignore[attr-defined]
     usage = pair.events.of_topic("llmgw.usage.v1")
