@@ -32,6 +32,7 @@ from llmgw.finetuning.v1 import finetuning_pb2 as ft
 from services.finetuning import paging
 from services.finetuning.backends.base import (
     Backend,
+    BackendError,
     CancelledAtBackend,
     CheckpointSaved,
     Failed,
@@ -220,6 +221,9 @@ class Jobs:
             return
         except asyncio.CancelledError:
             raise
+        except BackendError as exc:
+            with contextlib.suppress(StateConflict):
+                await self._fail(job_id, exc.code, exc.message)
         except Exception as exc:
             _log.exception("job failed", extra={"job_id": job_id})
             with contextlib.suppress(StateConflict):

@@ -4,7 +4,9 @@ A backend trains a model on a provider. The job runner gives it a frozen
 :class:`TrainingSpec`; :meth:`Backend.start` submits the job and returns the
 backend's job id (persisted before training is followed), :meth:`Backend.follow`
 yields :data:`Update` values until the job ends, and :meth:`Backend.cancel`
-stops it at the provider. ``follow`` must be resumable: after a restart the
+stops it at the provider. A refusal (bad file, unknown model, no quota) is raised as
+:class:`BackendError` and fails the job; transient trouble (timeouts, 5xx,
+rate limits) is the backend's to retry. ``follow`` must be resumable: after a restart the
 runner calls it again with the same backend job id and the last step it
 recorded, and the backend yields only what comes after.
 
@@ -92,6 +94,15 @@ class Failed:
 @dataclass(frozen=True, slots=True)
 class CancelledAtBackend:
     """The backend reports the job cancelled (e.g. by someone else)."""
+
+
+class BackendError(Exception):
+    """The backend refused or lost the job; the job fails with ``code`` and ``message``."""
+
+    def __init__(self, message: str, code: str = "BACKEND_ERROR") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 Update = Started | Metrics | CheckpointSaved | Note | Succeeded | Failed | CancelledAtBackend

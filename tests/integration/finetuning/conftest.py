@@ -30,6 +30,7 @@ from services.finetuning.runtime import FineTuningRuntime
 from services.finetuning.settings import (
     FineTuningSection,
     FineTuningSettings,
+    OpenAIBackendSettings,
     SimulatedBackendSettings,
 )
 from services.kernel.config import ServerSettings
@@ -91,6 +92,7 @@ def section(
     registry_address: str = "",
     simulated: SimulatedBackendSettings = FAST,
     max_concurrent_jobs: int = 2,
+    openai: OpenAIBackendSettings | None = None,
 ) -> FineTuningSection:
     """Fast settings for tests: short steps, quick polling."""
     return FineTuningSection(
@@ -101,6 +103,7 @@ def section(
         relay_retry_seconds=0.2,
         watch_poll_interval_seconds=0.2,
         simulated=simulated,
+        openai=openai or OpenAIBackendSettings(),
     )
 
 
@@ -188,6 +191,7 @@ async def serving_pair(
     blob_dir: Path,
     simulated: SimulatedBackendSettings = FAST,
     max_concurrent_jobs: int = 2,
+    openai: OpenAIBackendSettings | None = None,
 ) -> AsyncIterator[Pair]:
     """A registry and a fine-tuning service on one database and one bus."""
     async with AsyncExitStack() as stack:
@@ -199,7 +203,7 @@ async def serving_pair(
         finetuning = await stack.enter_async_context(
             serving_finetuning(
                 database_url,
-                section(blob_dir, address, simulated, max_concurrent_jobs),
+                section(blob_dir, address, simulated, max_concurrent_jobs, openai),
                 recorder,
             )
         )
