@@ -22,6 +22,8 @@ from typing import IO, TextIO
 from services.kernel.health_client import check_health, wait_until_serving
 
 GATEWAY = "gateway"
+MODELS = "models"
+FINETUNING = "finetuning"
 FIRST_REQUEST = (
     '{"completion": {"model": "chat", "messages": '
     '[{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}}'
@@ -125,13 +127,17 @@ class Runner:
             self._children.append(_Child(spec, process, log))
 
     def _child_env(self, spec: ChildSpec) -> dict[str, str]:
-        """The child's environment; the gateway is pointed at its sibling processes."""
+        """The child's environment; the gateway is pointed at its sibling processes,
+        and the fine-tuning service at the registry."""
         env = dict(self._config.env)
         if spec.name == GATEWAY:
             for sibling in self._config.children:
                 if sibling.name != GATEWAY:
                     variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
                     env[variable] = json.dumps([sibling.address])
+        registry = next((c for c in self._config.children if c.name == MODELS), None)
+        if spec.name == FINETUNING and registry is not None:
+            env.setdefault("LLMGW_FINETUNING__REGISTRY_ADDRESS", registry.address)
         return env
 
     async def _wait_serving(self, stop: asyncio.Event) -> bool:
