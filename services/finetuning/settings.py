@@ -28,6 +28,7 @@ class OpenAIBackendSettings(Section):
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str = "OPENAI_API_KEY"
     poll_interval_seconds: float = Field(default=10.0, gt=0)
+    start_attempts: int = Field(default=5, gt=0)
     price_per_million_tokens_nanos: int = Field(default=3_000_000_000, ge=0)
 
 

@@ -9,9 +9,10 @@ Start uploads the training (and validation) file with ``POST /files``
 ``GET /fine_tuning/jobs/{id}/checkpoints``, and yields what is new. Cancel is
 ``POST /fine_tuning/jobs/{id}/cancel``.
 
-A 4xx answer to an upload or job creation is a :class:`BackendError` (the job
-fails with OpenAI's message); while following, connection errors, 429 and 5xx
-are retried at the next poll.
+A 4xx answer is a :class:`BackendError` (the job fails with OpenAI's message).
+Connection errors, 429 and 5xx are retried: while starting up to
+``start_attempts`` times, ``poll_interval_seconds`` apart, while following at
+the next poll.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class OpenAIBackend:
         validation = None
         if spec.validation_file is not None:
             validation = await self._upload(spec.validation_file_name, spec.validation_file)
-        job = await self._request(
+        job = await self._retrying(
             "POST", "/fine_tuning/jobs", json=job_body(spec, training, validation)
         )
         return str(job["id"])
@@ -197,8 +198,20 @@ class OpenAIBackend:
         """Close the connection pool."""
         await self._client.aclose()
 
+    async def _retrying(self, method: str, path: str, **kwargs: Any) -> Json:
+        for _ in range(self._settings.start_attempts - 1):
+            try:
+                return await self._request(method, path, **kwargs)
+            except _Transient as exc:
+                _log.warning("%s; retrying", exc)
+                await asyncio.sleep(self._settings.poll_interval_seconds)
+        try:
+            return await self._request(method, path, **kwargs)
+        except _Transient as exc:
+            raise BackendError(str(exc), "BACKEND_UNAVAILABLE") from exc
+
     async def _upload(self, name: str, content: bytes) -> str:
-        answer = await self._request(
+        answer = await self._retrying(
             "POST",
             "/files",
             data={"purpose": "fine-tune"},

@@ -9,6 +9,7 @@ import pytest
 
 from llmgw.finetuning.v1 import finetuning_pb2 as ft
 from llmgw.models.v1 import models_pb2
+from provider_adapters.conformance.fake_server import ScriptedResponse
 from services.finetuning.settings import OpenAIBackendSettings
 from tests.integration.finetuning.conftest import (
     ACTOR,
@@ -166,3 +167,17 @@ async def test_a_wrong_api_key_fails_the_job(
 
     assert messages[-1].job.state == ft.JOB_STATE_FAILED
     assert "INVALID_API_KEY" in messages[-1].job.error.message
+
+
+async def test_a_server_error_while_starting_is_retried(
+    pair: Pair, fake: FakeOpenAIFineTuning
+) -> None:
+    fake.server.enqueue(ScriptedResponse(status=503, body=b"upstream connect error"))
+    training = await upload(pair.finetuning, chat_dataset())
+    job = (await pair.finetuning.CreateJob(openai_job(training.id), metadata=ACTOR)).job
+
+    messages = await watch_to_end(pair.finetuning, job.id)
+
+    assert messages[-1].job.state == ft.JOB_STATE_SUCCEEDED
+    uploads = [r.path for r in fake.server.requests if r.path == "/v1/files"]
+    assert uploads == ["/v1/files", "/v1/files"]
