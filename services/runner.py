@@ -128,16 +128,18 @@ class Runner:
 
     def _child_env(self, spec: ChildSpec) -> dict[str, str]:
         """The child's environment; the gateway is pointed at its sibling processes,
-        and the fine-tuning service at the registry."""
+        the fine-tuning service and the registry at each other."""
         env = dict(self._config.env)
         if spec.name == GATEWAY:
             for sibling in self._config.children:
                 if sibling.name != GATEWAY:
                     variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
                     env[variable] = json.dumps([sibling.address])
-        registry = next((c for c in self._config.children if c.name == MODELS), None)
-        if spec.name == FINETUNING and registry is not None:
-            env.setdefault("LLMGW_FINETUNING__REGISTRY_ADDRESS", registry.address)
+        siblings = {child.name: child for child in self._config.children}
+        if spec.name == FINETUNING and MODELS in siblings:
+            env.setdefault("LLMGW_FINETUNING__REGISTRY_ADDRESS", siblings[MODELS].address)
+        if spec.name == MODELS and FINETUNING in siblings:
+            env.setdefault("LLMGW_REGISTRY__FINETUNING_ADDRESS", siblings[FINETUNING].address)
         return env
 
     async def _wait_serving(self, stop: asyncio.Event) -> bool:

@@ -80,14 +80,18 @@ class FineTuneConsumer:
             and change.state == finetuning_pb2.JOB_STATE_SUCCEEDED
         )
         if succeeded:
-            try:
-                await self.register(event.job)
-            except (NotFound, InvalidArgument, FailedPrecondition) as exc:
-                _log.warning(
-                    "fine-tuned version not registered: %s",
-                    exc.message,
-                    extra={"job_id": event.job.id, "reason": exc.reason},
-                )
+            await self.register_or_skip(event.job)
+
+    async def register_or_skip(self, job: finetuning_pb2.Job) -> None:
+        """:meth:`register`, logging and skipping a job that cannot be registered."""
+        try:
+            await self.register(job)
+        except (NotFound, InvalidArgument, FailedPrecondition) as exc:
+            _log.warning(
+                "fine-tuned version not registered: %s",
+                exc.message,
+                extra={"job_id": job.id, "reason": exc.reason},
+            )
 
     async def register(self, job: finetuning_pb2.Job) -> models_pb2.ModelVersion:
         """Create the job's version unless it exists, then move the alias (module rules)."""

@@ -5,7 +5,8 @@ the registry schema), the event bus (Kafka when ``kafka.bootstrap_servers``
 is set, else in-process), the registry with its change feed and the secrets
 keyring of ``env`` (:mod:`services.kernel.secrets`; malformed keys fail the
 start), the seed document (when configured), the event relay task and the consumer
-of fine-tuning job events (:mod:`services.models.finetunes`). They
+of fine-tuning job events (:mod:`services.models.finetunes`; without Kafka, the
+poller of :mod:`services.models.finetune_poller` when an address is set). They
 close in reverse after the server drained; changes not yet published stay in
 the outbox and are published by the next start.
 """
@@ -37,6 +38,7 @@ from services.kernel.secrets import Keyring
 from services.kernel.sql import Database, DatabaseConfig
 from services.models.caller import SYSTEM
 from services.models.feed import ChangeFeed, FeedConfig
+from services.models.finetune_poller import FineTunePoller, PollerConfig
 from services.models.finetunes import CONSUMER_GROUP, FineTuneConsumer
 from services.models.portable import import_registry
 from services.models.registry import Registry
@@ -150,12 +152,8 @@ class RegistryRuntime:
                 _log.info("registry seeded", extra={"changed": result.changed})
             task = asyncio.create_task(relay.run(), name="registry-event-relay")
             stack.push_async_callback(_cancel, task)
-            if bus is not None and options.consume_fine_tunes:
-                consumer = FineTuneConsumer(registry)
-                subscription = await bus.subscribe(
-                    [options.finetuning_topic], CONSUMER_GROUP, consumer.handle
-                )
-                stack.push_async_callback(subscription.stop)
+            if options.consume_fine_tunes:
+                await self._consume_fine_tunes(FineTuneConsumer(registry), bus, stack)
             self._registry = registry
             self._servicer = ModelRegistryServicer(registry, feed)
             try:
@@ -163,6 +161,25 @@ class RegistryRuntime:
             finally:
                 self._servicer = None
                 self._registry = None
+
+    async def _consume_fine_tunes(
+        self, consumer: FineTuneConsumer, bus: EventBus | None, stack: AsyncExitStack
+    ) -> None:
+        """Subscribe to the fine-tuning events on Kafka, or poll the fine-tuning service."""
+        options = self._settings.registry
+        if self._settings.kafka.bootstrap_servers or options.finetuning_address is None:
+            if bus is not None:
+                subscription = await bus.subscribe(
+                    [options.finetuning_topic], CONSUMER_GROUP, consumer.handle
+                )
+                stack.push_async_callback(subscription.stop)
+            return
+        poller = FineTunePoller(
+            consumer,
+            PollerConfig(options.finetuning_address, options.finetuning_poll_interval_seconds),
+        )
+        task = asyncio.create_task(poller.run(), name="registry-fine-tune-poller")
+        stack.push_async_callback(_cancel, task)
 
     async def _open_bus(self, stack: AsyncExitStack) -> EventBus:
         settings = self._settings

@@ -15,13 +15,15 @@ CHILDREN = (
 )
 
 
-def test_the_fine_tuning_service_is_pointed_at_the_registry_child() -> None:
+def test_the_fine_tuning_service_and_the_registry_are_pointed_at_each_other() -> None:
     runner = Runner(RunnerConfig(CHILDREN, Path("logs"), {}), io.StringIO())
 
     finetuning = runner._child_env(CHILDREN[0])
     gateway = runner._child_env(CHILDREN[1])
+    models = runner._child_env(CHILDREN[2])
 
     assert finetuning["LLMGW_FINETUNING__REGISTRY_ADDRESS"] == "127.0.0.1:6003"
+    assert models["LLMGW_REGISTRY__FINETUNING_ADDRESS"] == "127.0.0.1:6000"
     assert json.loads(gateway["LLMGW_GATEWAY__CLUSTERS__MODELS__ENDPOINTS"]) == ["127.0.0.1:6003"]
     assert "LLMGW_FINETUNING__REGISTRY_ADDRESS" not in gateway
 

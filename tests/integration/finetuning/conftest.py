@@ -76,8 +76,10 @@ class Pair:
     registry_address: str
 
 
-async def _serve(app: ServiceApp, stack: AsyncExitStack) -> int:
-    server = KernelServer(app, ServerSettings(port=0, grace_period_seconds=1), CollectorRegistry())
+async def _serve(app: ServiceApp, stack: AsyncExitStack, port: int = 0) -> int:
+    server = KernelServer(
+        app, ServerSettings(port=port, grace_period_seconds=1), CollectorRegistry()
+    )
     await server.start()
     stack.push_async_callback(server.drain, 0)
     return server.port
@@ -109,7 +111,11 @@ def section(
 
 @asynccontextmanager
 async def serving_registry(
-    database_url: str, bus: InProcessEventBus, stack: AsyncExitStack
+    database_url: str,
+    bus: InProcessEventBus | None,
+    stack: AsyncExitStack,
+    finetuning_address: str | None = None,
+    port: int = 0,
 ) -> AsyncIterator[tuple[models_pb2_grpc.ModelRegistryServiceAsyncStub, str]]:
     """A registry consuming ``bus``, with model ``support-bot`` (version 1, alias production)."""
     settings = ModelsSettings(
@@ -119,6 +125,8 @@ async def serving_registry(
             watch_poll_interval_seconds=0.2,
             relay_poll_interval_seconds=0.2,
             relay_retry_seconds=0.2,
+            finetuning_address=finetuning_address,
+            finetuning_poll_interval_seconds=0.1,
         ),
     )
     runtime = RegistryRuntime(settings, {}, bus=bus)
@@ -127,7 +135,7 @@ async def serving_registry(
         services=(ServiceRegistration(MODELS_SERVICE, runtime.add_to_server),),
         lifespans=(runtime.lifespan,),
     )
-    port = await _serve(app, stack)
+    port = await _serve(app, stack, port)
     channel = aio.insecure_channel(f"127.0.0.1:{port}")
     stack.push_async_callback(channel.close)
     stub = models_pb2_grpc.ModelRegistryServiceStub(channel)
@@ -167,7 +175,7 @@ async def seed(stub: models_pb2_grpc.ModelRegistryServiceAsyncStub) -> None:
 
 @asynccontextmanager
 async def serving_finetuning(
-    database_url: str, settings: FineTuningSection, publisher: Recorder
+    database_url: str, settings: FineTuningSection, publisher: Recorder, port: int = 0
 ) -> AsyncIterator[finetuning_pb2_grpc.FineTuningServiceAsyncStub]:
     """The fine-tuning service; stops when the block exits."""
     async with AsyncExitStack() as own:
@@ -179,7 +187,7 @@ async def serving_finetuning(
             services=(ServiceRegistration(FINETUNING_SERVICE, runtime.add_to_server),),
             lifespans=(runtime.lifespan,),
         )
-        port = await _serve(app, own)
+        port = await _serve(app, own, port)
         channel = aio.insecure_channel(f"127.0.0.1:{port}")
         own.push_async_callback(channel.close)
         yield finetuning_pb2_grpc.FineTuningServiceStub(channel)
