@@ -16,7 +16,6 @@ are stable so consumers drop duplicates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +31,19 @@ from services.finetuning.store import TERMINAL_STATES, FineTuningStore, StoredEv
 _log = logging.getLogger(__name__)
 
 SOURCE = "//llmgw/finetuning"
+
+
+async def wait_or_timeout(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` passed.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that arrives as
+    the event is set is never swallowed, so a task looping on this always stops.
+    """
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
 
 
 class JobFeed:
@@ -74,8 +86,7 @@ class JobFeed:
                 ):
                     return
             if len(batch) < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._poll)
+                await wait_or_timeout(wake, self._poll)
 
 
 class Publisher(Protocol):
@@ -189,5 +200,4 @@ class EventRelay:
             except Exception:
                 _log.warning("publishing fine-tuning events failed; retrying", exc_info=True)
                 delay = self._config.retry_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_or_timeout(self._wake, delay)

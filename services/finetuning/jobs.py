@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from google.rpc import code_pb2, status_pb2
 
@@ -50,6 +51,7 @@ from services.kernel.plugins import PluginError
 
 _log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 JOBS_PAGE = "jobs"
 MAX_SUFFIX = 40
 
@@ -300,7 +302,7 @@ class Jobs:
                 provider_model_id=update.provider_model_id,
             )
             checkpoint.create_time.GetCurrentTime()
-            if await self._store.add_checkpoint(checkpoint):
+            if await _whole(self._store.add_checkpoint(checkpoint)):
                 event = ft.JobEvent(
                     type=ft.JOB_EVENT_TYPE_CHECKPOINT_CREATED,
                     level=ft.JOB_EVENT_LEVEL_INFO,
@@ -415,9 +417,22 @@ class Jobs:
         self, job_id: str, event: ft.JobEvent, update: Callable[[ft.Job], None]
     ) -> StoredEvent:
         event.create_time.GetCurrentTime()
-        stored = await self._store.append_event(job_id, event, update)
+        stored = await _whole(self._store.append_event(job_id, event, update))
         self._on_event()
         return stored
+
+
+async def _whole(write: Coroutine[Any, Any, T]) -> T:
+    """Run a database write to its end even when the job task is cancelled meanwhile,
+    so a transaction is never cut off halfway and its connection returns to the pool."""
+    task = asyncio.ensure_future(write)
+    task.add_done_callback(_consume)
+    return await asyncio.shield(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("write of a cancelled job ended with %r", task.exception())
 
 
 def _state_event(state: ft.JobState.ValueType, message: str) -> ft.JobEvent:

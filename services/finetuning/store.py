@@ -4,7 +4,9 @@ Resources travel as their proto messages (stored as proto JSON); this module
 knows tables and columns, not rules (those live in :mod:`.datasets` and
 :mod:`.jobs`). Every write is one transaction. Job events are appended with
 :meth:`FineTuningStore.append_event`, which stores the new job body together
-with the event, so the job and its event log never disagree.
+with the event, so the job and its event log never disagree; it locks the
+job's row (SQLite: the database, ``BEGIN IMMEDIATE``; PostgreSQL:
+``SELECT ... FOR UPDATE``), so concurrent writers of one job take turns.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llmgw.finetuning.v1 import finetuning_pb2 as ft
-from services.kernel.sql import Database
+from services.kernel.sql import Database, Dialect
 
 M = TypeVar("M", bound=Message)
 
@@ -226,9 +228,12 @@ class FineTuningStore:
         Raises :class:`StateConflict` when the job is terminal already (unless
         ``allow_terminal``) or when ``update`` raises it.
         """
+        lock = " FOR UPDATE" if self._database.dialect is Dialect.POSTGRESQL else ""
         async with self._database.transaction() as conn:
             row = (
-                await conn.execute(text("SELECT body FROM ft_jobs WHERE id = :id"), {"id": job_id})
+                await conn.execute(
+                    text(f"SELECT body FROM ft_jobs WHERE id = :id{lock}"), {"id": job_id}
+                )
             ).first()
             if row is None:
                 raise KeyError(job_id)
