@@ -12,7 +12,9 @@ not finished: jobs that had reached the backend are followed again from the
 last step recorded, the others start over. Cancelling a job stops its task
 and cancels it at the backend.
 
-On success the result version id is the job id, in ``result_model`` (the
+A request without ``backend`` uses the backend named like the base version's
+provider (FAILED_PRECONDITION when there is none). On success the result
+version id is the job id, in ``result_model`` (the
 base model's when not given); the registry creates that version when it
 consumes the SUCCEEDED event, so repeated delivery creates one version.
 """
@@ -58,10 +60,9 @@ MAX_SUFFIX = 40
 
 @dataclass(frozen=True, slots=True)
 class JobsConfig:
-    """Runner limits and the backend used when a request names none."""
+    """Runner limits."""
 
     max_concurrent_jobs: int = 2
-    default_backend: str = "simulated"
 
 
 class Jobs:
@@ -99,18 +100,22 @@ class Jobs:
         problems.extend(_check_hyperparameters(request.hyperparameters))
         if not request.training_dataset_id:
             problems.append(FieldViolation("training_dataset_id", "is required"))
-        backend_name = request.backend or self._config.default_backend
-        try:
-            self._backends(backend_name)
-        except PluginError:
+        if request.backend and not self._has_backend(request.backend):
             problems.append(
                 FieldViolation(
-                    "backend", f"no fine-tuning backend {backend_name!r}", "UNKNOWN_BACKEND"
+                    "backend", f"no fine-tuning backend {request.backend!r}", "UNKNOWN_BACKEND"
                 )
             )
         if problems:
             raise InvalidArgument("the job request is invalid", problems)
         base = await self._registry.resolve(request.base_model, "base_model")
+        backend_name = request.backend or base.version.provider
+        if not self._has_backend(backend_name):
+            raise FailedPrecondition(
+                f"no fine-tuning backend serves provider {backend_name!r} of"
+                f" {request.base_model!r}; name one in backend",
+                reason="NO_BACKEND_FOR_PROVIDER",
+            )
         result_model = request.result_model or base.model
         if request.result_model:
             await self._registry.require_model(request.result_model, "result_model")
@@ -157,6 +162,13 @@ class Jobs:
             self._on_event()
             self._schedule(job)
         return stored
+
+    def _has_backend(self, name: str) -> bool:
+        try:
+            self._backends(name)
+        except PluginError:
+            return False
+        return True
 
     async def get(self, job_id: str) -> ft.Job:
         """The job; NOT_FOUND otherwise."""

@@ -138,7 +138,7 @@ class FineTuningRuntime:
                 datasets,
                 registry,
                 backends.get,
-                JobsConfig(section.max_concurrent_jobs, section.default_backend),
+                JobsConfig(section.max_concurrent_jobs),
                 on_event=committed,
             )
             task = asyncio.create_task(relay.run(), name="finetuning-event-relay")

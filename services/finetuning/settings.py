@@ -36,8 +36,9 @@ class FineTuningSection(Section):
     """Datasets, jobs and backends.
 
     ``registry_address`` is the ModelRegistryService the base models are resolved
-    with (``host:port``). Datasets live under ``blob_dir``. At most
-    ``max_concurrent_jobs`` jobs train at once; others wait in QUEUED.
+    with (``host:port``). Datasets live under ``blob_dir``; their cost estimates
+    use the price of ``default_backend``. At most ``max_concurrent_jobs`` jobs
+    train at once; others wait in QUEUED.
     """
 
     registry_address: str = "127.0.0.1:50053"

@@ -121,7 +121,7 @@ async def serving_registry(
     settings = ModelsSettings(
         database_url=database_url,
         registry=RegistrySettings(
-            providers=("simulated",),
+            providers=("simulated", "ollama"),
             watch_poll_interval_seconds=0.2,
             relay_poll_interval_seconds=0.2,
             relay_retry_seconds=0.2,

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from llmgw.finetuning.v1 import finetuning_pb2 as ft
+from llmgw.models.v1 import models_pb2
 from services.finetuning.settings import SimulatedBackendSettings
 from tests.integration.finetuning.conftest import (
     ACTOR,
@@ -152,3 +153,25 @@ async def test_a_malformed_job_request_is_invalid_argument(
     error = await failure(pair.finetuning.CreateJob(request))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert field in violations(error)
+
+
+async def test_a_base_model_whose_provider_has_no_backend_fails_the_precondition(
+    pair: Pair,
+) -> None:
+    await pair.models.CreateModel(
+        models_pb2.CreateModelRequest(model=models_pb2.Model(name="local")), metadata=ACTOR
+    )
+    await pair.models.CreateModelVersion(
+        models_pb2.CreateModelVersionRequest(
+            version=models_pb2.ModelVersion(
+                model="local", version="1", provider="ollama", provider_model_id="llama3"
+            )
+        ),
+        metadata=ACTOR,
+    )
+    dataset = await upload(pair.finetuning, chat_dataset())
+    error = await failure(
+        pair.finetuning.CreateJob(job_request(dataset.id, base_model="local/versions/1"))
+    )
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(error) == "NO_BACKEND_FOR_PROVIDER"
