@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from google.rpc import code_pb2, status_pb2
+from prometheus_client import CollectorRegistry
 
 from llmgw.finetuning.v1 import finetuning_pb2 as ft
 from services.finetuning import paging
@@ -46,6 +47,7 @@ from services.finetuning.backends.base import (
     TrainingSpec,
 )
 from services.finetuning.datasets import Datasets, cost_of, new_id
+from services.finetuning.metrics import JobMetrics
 from services.finetuning.registry_client import RegistryClient
 from services.finetuning.store import TERMINAL_STATES, FineTuningStore, StateConflict, StoredEvent
 from services.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
@@ -77,14 +79,17 @@ class Jobs:
         config: JobsConfig,
         *,
         on_event: Callable[[], None] = lambda: None,
+        metrics: JobMetrics | None = None,
     ) -> None:
-        """Run jobs on the backends ``backends(name)`` returns (PluginError when unknown)."""
+        """Run jobs on the backends ``backends(name)`` returns (PluginError when unknown);
+        ``on_event`` runs after every committed event."""
         self._store = store
         self._datasets = datasets
         self._registry = registry
         self._backends = backends
         self._config = config
         self._on_event = on_event
+        self._metrics = metrics or JobMetrics(CollectorRegistry())
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -255,32 +260,41 @@ class Jobs:
             ).job
         async with self._slots:
             job = await self.get(job_id)
-            backend = self._backends(job.backend)
-            spec = await self._spec(job)
-            after_step = 0
-            if not job.backend_job_id:
-                backend_job_id = await backend.start(spec)
+            running = self._metrics.running.labels(job.backend)
+            running.inc()
+            try:
+                await self._train(job)
+            finally:
+                running.dec()
 
-                def started(current: ft.Job) -> None:
-                    current.backend_job_id = backend_job_id
+    async def _train(self, job: ft.Job) -> None:
+        job_id = job.id
+        backend = self._backends(job.backend)
+        spec = await self._spec(job)
+        after_step = 0
+        if not job.backend_job_id:
+            backend_job_id = await backend.start(spec)
 
-                await self._append(
-                    job_id,
-                    ft.JobEvent(
-                        type=ft.JOB_EVENT_TYPE_MESSAGE,
-                        level=ft.JOB_EVENT_LEVEL_INFO,
-                        message=f"submitted to {job.backend} as {backend_job_id}",
-                    ),
-                    started,
-                )
-                job = await self.get(job_id)
-            else:
-                after_step = await self._last_step(job_id)
-            if job.state != ft.JOB_STATE_RUNNING:
-                job = (await self._transition(job_id, ft.JOB_STATE_RUNNING, "training started")).job
-            async for update in backend.follow(job.backend_job_id, spec, after_step):
-                if await self._apply(job_id, update, backend.price_per_million_tokens_nanos):
-                    return
+            def started(current: ft.Job) -> None:
+                current.backend_job_id = backend_job_id
+
+            await self._append(
+                job_id,
+                ft.JobEvent(
+                    type=ft.JOB_EVENT_TYPE_MESSAGE,
+                    level=ft.JOB_EVENT_LEVEL_INFO,
+                    message=f"submitted to {job.backend} as {backend_job_id}",
+                ),
+                started,
+            )
+            job = await self.get(job_id)
+        else:
+            after_step = await self._last_step(job_id)
+        if job.state != ft.JOB_STATE_RUNNING:
+            job = (await self._transition(job_id, ft.JOB_STATE_RUNNING, "training started")).job
+        async for update in backend.follow(job.backend_job_id, spec, after_step):
+            if await self._apply(job_id, update, backend.price_per_million_tokens_nanos):
+                return
 
     async def _apply(self, job_id: str, update: object, price: int) -> bool:
         """Record one backend update; True when it ended the job."""
@@ -423,7 +437,10 @@ class Jobs:
 
         event = _state_event(state, message)
         event.level = level
-        return await self._append(job_id, event, change)
+        stored = await self._append(job_id, event, change)
+        if state in TERMINAL_STATES:
+            self._metrics.job_finished(stored.job)
+        return stored
 
     async def _append(
         self, job_id: str, event: ft.JobEvent, update: Callable[[ft.Job], None]

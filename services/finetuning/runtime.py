@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from grpc import aio
+from prometheus_client import CollectorRegistry
 
 from llmgw.events.v1 import events_pb2
 from llmgw.finetuning.v1 import finetuning_pb2_grpc
@@ -24,6 +25,7 @@ from services.finetuning.blobs import LocalBlobStore
 from services.finetuning.datasets import Datasets
 from services.finetuning.feed import SOURCE, EventRelay, JobFeed, Publisher, RelayConfig
 from services.finetuning.jobs import Jobs, JobsConfig
+from services.finetuning.metrics import JobMetrics
 from services.finetuning.registry_client import RegistryClient
 from services.finetuning.schema import COMPONENT, MIGRATIONS
 from services.finetuning.servicer import FineTuningServicer
@@ -77,11 +79,14 @@ class FineTuningRuntime:
         settings: FineTuningSettings,
         env: Mapping[str, str],
         publisher: Publisher | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
-        """Prepare; nothing opens before :meth:`lifespan`; ``publisher`` replaces the bus."""
+        """Prepare; nothing opens before :meth:`lifespan`. ``publisher`` replaces the
+        bus; ``metrics`` receives the job metrics."""
         self._settings = settings
         self._env = env
         self._publisher = publisher
+        self._metrics = JobMetrics(metrics if metrics is not None else CollectorRegistry())
         self._servicer: FineTuningServicer | None = None
 
     @property
@@ -140,6 +145,7 @@ class FineTuningRuntime:
                 backends.get,
                 JobsConfig(section.max_concurrent_jobs),
                 on_event=committed,
+                metrics=self._metrics,
             )
             task = asyncio.create_task(relay.run(), name="finetuning-event-relay")
             stack.push_async_callback(_cancel, task)

@@ -74,6 +74,7 @@ class Pair:
     finetuning: finetuning_pb2_grpc.FineTuningServiceAsyncStub
     events: Recorder
     registry_address: str
+    metrics: CollectorRegistry
 
 
 async def _serve(app: ServiceApp, stack: AsyncExitStack, port: int = 0) -> int:
@@ -175,12 +176,19 @@ async def seed(stub: models_pb2_grpc.ModelRegistryServiceAsyncStub) -> None:
 
 @asynccontextmanager
 async def serving_finetuning(
-    database_url: str, settings: FineTuningSection, publisher: Recorder, port: int = 0
+    database_url: str,
+    settings: FineTuningSection,
+    publisher: Recorder,
+    port: int = 0,
+    metrics: CollectorRegistry | None = None,
 ) -> AsyncIterator[finetuning_pb2_grpc.FineTuningServiceAsyncStub]:
     """The fine-tuning service; stops when the block exits."""
     async with AsyncExitStack() as own:
         runtime = FineTuningRuntime(
-            FineTuningSettings(database_url=database_url, finetuning=settings), {}, publisher
+            FineTuningSettings(database_url=database_url, finetuning=settings),
+            {},
+            publisher,
+            metrics,
         )
         app = ServiceApp(
             name="finetuning",
@@ -208,14 +216,16 @@ async def serving_pair(
         recorder = Recorder(bus)
         registry = await stack.enter_async_context(serving_registry(database_url, bus, stack))
         stub, address = registry
+        metrics = CollectorRegistry()
         finetuning = await stack.enter_async_context(
             serving_finetuning(
                 database_url,
                 section(blob_dir, address, simulated, max_concurrent_jobs, openai),
                 recorder,
+                metrics=metrics,
             )
         )
-        yield Pair(stub, finetuning, recorder, address)
+        yield Pair(stub, finetuning, recorder, address, metrics)
 
 
 @pytest.fixture

@@ -92,3 +92,12 @@ async def test_a_job_runs_to_success_and_becomes_a_version_under_the_alias(pair:
     assert usage[0].usage.input_tokens == final.trained_tokens
     assert usage[0].cost.total_nanos == final.cost.amount_nanos
     assert usage[0].metadata.id == job.id and usage[0].project_id == "support"
+    labels = {"backend": "simulated", "state": "succeeded"}
+    assert pair.metrics.get_sample_value("llmgw_finetuning_jobs_finished_total", labels) == 1
+    assert pair.metrics.get_sample_value(
+        "llmgw_finetuning_trained_tokens_total", {"backend": "simulated"}
+    ) == float(final.trained_tokens)
+    assert (
+        pair.metrics.get_sample_value("llmgw_finetuning_jobs_running", {"backend": "simulated"})
+        == 0.0
+    )
