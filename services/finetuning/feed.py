@@ -27,23 +27,11 @@ from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
 from llmgw.finetuning.v1 import finetuning_pb2 as ft
 from services.finetuning.store import TERMINAL_STATES, FineTuningStore, StoredEvent
+from services.kernel.waiting import wait_or_timeout
 
 _log = logging.getLogger(__name__)
 
 SOURCE = "//llmgw/finetuning"
-
-
-async def wait_or_timeout(event: asyncio.Event, seconds: float) -> None:
-    """Wait until ``event`` is set or ``seconds`` passed.
-
-    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that arrives as
-    the event is set is never swallowed, so a task looping on this always stops.
-    """
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=seconds)
-    finally:
-        waiter.cancel()
 
 
 class JobFeed:
