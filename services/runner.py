@@ -22,6 +22,8 @@ from typing import IO, TextIO
 from services.kernel.health_client import check_health, wait_until_serving
 
 GATEWAY = "gateway"
+MODELS = "models"
+FINETUNING = "finetuning"
 FIRST_REQUEST = (
     '{"completion": {"model": "chat", "messages": '
     '[{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}}'
@@ -139,8 +141,9 @@ class Runner:
             self._children.append(_Child(spec, process, log))
 
     def _child_env(self, spec: ChildSpec) -> dict[str, str]:
-        """The child's environment; the gateway is pointed at its sibling processes and
-        creates a first API key on an empty database (unless told otherwise)."""
+        """The child's environment: the gateway is pointed at its sibling processes and
+        creates a first API key on an empty database (unless told otherwise); the
+        fine-tuning service and the registry are pointed at each other."""
         env = dict(self._config.env)
         if spec.name == GATEWAY:
             env.setdefault(BOOTSTRAP_KEY_VARIABLE, str(self._config.bootstrap_key_file))
@@ -149,6 +152,11 @@ class Runner:
                 if sibling.name != GATEWAY:
                     variable = f"LLMGW_GATEWAY__CLUSTERS__{sibling.name.upper()}__ENDPOINTS"
                     env[variable] = json.dumps([sibling.address])
+        siblings = {child.name: child for child in self._config.children}
+        if spec.name == FINETUNING and MODELS in siblings:
+            env.setdefault("LLMGW_FINETUNING__REGISTRY_ADDRESS", siblings[MODELS].address)
+        if spec.name == MODELS and FINETUNING in siblings:
+            env.setdefault("LLMGW_REGISTRY__FINETUNING_ADDRESS", siblings[FINETUNING].address)
         return env
 
     async def _wait_serving(self, stop: asyncio.Event) -> bool:

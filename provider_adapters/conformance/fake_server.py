@@ -18,7 +18,9 @@ A scripted response is either a ``Content-Length`` body or a
 ``Transfer-Encoding: chunked`` body, written in the pieces the script gives
 (each piece a separate write, optionally delayed), and may stall forever or
 reset the connection after some pieces. When the queue is empty the server
-answers ``599`` with a plain-text explanation, which no adapter maps to success.
+asks its ``responder`` (a function of the request, for fakes that keep state,
+e.g. a provider's jobs API) or, without one, answers ``599`` with a plain-text
+explanation, which no adapter maps to success.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import json
 import socket
 import struct
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -170,12 +172,16 @@ class _Connection:
 class FakeServer:
     """The scripted server; use as ``async with FakeServer() as server:``.
 
-    Responses are queued with :meth:`enqueue` and consumed one per request.
+    Responses are queued with :meth:`enqueue` and consumed one per request;
+    ``responder`` answers requests the queue has no response for.
     ``requests`` lists what was received, in arrival order.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, responder: Callable[[RecordedRequest], ScriptedResponse] | None = None
+    ) -> None:
         self.requests: list[RecordedRequest] = []
+        self._responder = responder or _unscripted
         self.connections_opened = 0
         self._script: deque[ScriptedResponse] = deque()
         self._arrivals = asyncio.Condition()
@@ -268,7 +274,7 @@ class FakeServer:
             self.requests.append(request)
             async with self._arrivals:
                 self._arrivals.notify_all()
-            script = self._script.popleft() if self._script else _unscripted(request)
+            script = self._script.popleft() if self._script else self._responder(request)
             keep_open = await _write_response(script, connection, writer)
             if not keep_open or request.headers.get("connection", "").lower() == "close":
                 return

@@ -18,11 +18,11 @@ goes away mid-read), so a connection is always returned to the pool whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from llmgw.models.v1 import models_pb2
+from services.kernel.waiting import wait_or_timeout
 from services.models.store import RegistryStore, StoredChange
 
 
@@ -86,8 +86,7 @@ class ChangeFeed:
                 )
                 last = stored.revision
             if len(changes) < self._config.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._config.poll_interval_seconds)
+                await wait_or_timeout(wake, self._config.poll_interval_seconds)
 
     async def _changes_after(self, revision: int) -> list[StoredChange]:
         async with self._store.read() as reader:

@@ -12,7 +12,6 @@ those of several registry replicas publishing the same row concurrently.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +19,7 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from llmgw.events.v1 import events_pb2
+from services.kernel.waiting import wait_or_timeout
 from services.models.store import RegistryStore, StoredChange
 
 _log = logging.getLogger(__name__)
@@ -113,5 +113,4 @@ class EventRelay:
             except Exception:
                 _log.warning("publishing registry events failed; retrying", exc_info=True)
                 delay = self._config.retry_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_or_timeout(self._wake, delay)

@@ -4,7 +4,9 @@
 the registry schema), the event bus (Kafka when ``kafka.bootstrap_servers``
 is set, else in-process), the registry with its change feed and the secrets
 keyring of ``env`` (:mod:`services.kernel.secrets`; malformed keys fail the
-start), the seed document (when configured) and the event relay task. They
+start), the seed document (when configured), the event relay task and the consumer
+of fine-tuning job events (:mod:`services.models.finetunes`; without Kafka, the
+poller of :mod:`services.models.finetune_poller` when an address is set). They
 close in reverse after the server drained; changes not yet published stay in
 the outbox and are published by the next start.
 """
@@ -23,13 +25,21 @@ from grpc import aio
 from llmgw.events.v1 import events_pb2
 from llmgw.models.v1 import models_pb2_grpc
 from services.kernel.config import KafkaSettings
-from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
+from services.kernel.events import (
+    EventBus,
+    EventTypeRegistry,
+    InProcessEventBus,
+    KafkaConfig,
+    KafkaEventBus,
+)
 from services.kernel.migrations import migrate
 from services.kernel.plugins import PluginGroup
 from services.kernel.secrets import Keyring
 from services.kernel.sql import Database, DatabaseConfig
 from services.models.caller import SYSTEM
 from services.models.feed import ChangeFeed, FeedConfig
+from services.models.finetune_poller import FineTunePoller, PollerConfig
+from services.models.finetunes import CONSUMER_GROUP, FineTuneConsumer
 from services.models.portable import import_registry
 from services.models.registry import Registry
 from services.models.relay import SOURCE, EventRelay, Publisher, RelayConfig
@@ -68,12 +78,15 @@ class RegistryRuntime:
         settings: ModelsSettings,
         env: Mapping[str, str],
         publisher: Publisher | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         """Prepare; nothing opens before :meth:`lifespan`. ``publisher`` replaces the
-        configured event bus (tests)."""
+        configured event bus for publishing and ``bus`` for both publishing and
+        consuming (tests)."""
         self._settings = settings
         self._env = env
         self._publisher = publisher
+        self._bus = bus
         self._servicer: ModelRegistryServicer | None = None
         self._registry: Registry | None = None
 
@@ -105,7 +118,15 @@ class RegistryRuntime:
             stack.push_async_callback(database.close)
             await migrate(database, COMPONENT, MIGRATIONS)
             store = RegistryStore(database)
-            publisher = self._publisher or await self._open_bus(stack)
+            bus = self._bus
+            if bus is None and self._publisher is None:
+                bus = await self._open_bus(stack)
+            publisher: Publisher
+            if self._publisher is not None:
+                publisher = self._publisher
+            else:
+                assert bus is not None
+                publisher = bus
             relay = EventRelay(
                 store,
                 publisher,
@@ -131,6 +152,8 @@ class RegistryRuntime:
                 _log.info("registry seeded", extra={"changed": result.changed})
             task = asyncio.create_task(relay.run(), name="registry-event-relay")
             stack.push_async_callback(_cancel, task)
+            if options.consume_fine_tunes:
+                await self._consume_fine_tunes(FineTuneConsumer(registry), bus, stack)
             self._registry = registry
             self._servicer = ModelRegistryServicer(registry, feed)
             try:
@@ -139,7 +162,26 @@ class RegistryRuntime:
                 self._servicer = None
                 self._registry = None
 
-    async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
+    async def _consume_fine_tunes(
+        self, consumer: FineTuneConsumer, bus: EventBus | None, stack: AsyncExitStack
+    ) -> None:
+        """Subscribe to the fine-tuning events on Kafka, or poll the fine-tuning service."""
+        options = self._settings.registry
+        if self._settings.kafka.bootstrap_servers or options.finetuning_address is None:
+            if bus is not None:
+                subscription = await bus.subscribe(
+                    [options.finetuning_topic], CONSUMER_GROUP, consumer.handle
+                )
+                stack.push_async_callback(subscription.stop)
+            return
+        poller = FineTunePoller(
+            consumer,
+            PollerConfig(options.finetuning_address, options.finetuning_poll_interval_seconds),
+        )
+        task = asyncio.create_task(poller.run(), name="registry-fine-tune-poller")
+        stack.push_async_callback(_cancel, task)
+
+    async def _open_bus(self, stack: AsyncExitStack) -> EventBus:
         settings = self._settings
         types = EventTypeRegistry.from_module(events_pb2)
         if settings.kafka.bootstrap_servers:

@@ -14,6 +14,10 @@ class RegistrySettings(Section):
 
     ``providers`` empty means every installed provider adapter plugin.
     ``seed_file`` is imported (idempotently) at start, e.g. from a Helm value.
+    With ``consume_fine_tunes``, succeeded fine-tuning jobs on ``finetuning_topic``
+    become versions (see :mod:`services.models.finetunes`); without Kafka they are
+    found by polling the fine-tuning service at ``finetuning_address``, when set
+    (see :mod:`services.models.finetune_poller`).
     """
 
     providers: tuple[str, ...] = ()
@@ -23,6 +27,10 @@ class RegistrySettings(Section):
     relay_retry_seconds: float = Field(default=2.0, gt=0)
     models_topic: str = "llmgw.models.v1"
     audit_topic: str = "llmgw.audit.v1"
+    finetuning_topic: str = "llmgw.finetuning.v1"
+    consume_fine_tunes: bool = True
+    finetuning_address: str | None = None
+    finetuning_poll_interval_seconds: float = Field(default=2.0, gt=0)
 
 
 class ModelsSettings(Settings):

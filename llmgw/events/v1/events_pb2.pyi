@@ -85,6 +85,8 @@ class _InferenceOperationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_In
     """One request of InferenceService.Chat."""
     INFERENCE_OPERATION_EMBED: _InferenceOperation.ValueType  # 4
     """InferenceService.Embed."""
+    INFERENCE_OPERATION_FINE_TUNE: _InferenceOperation.ValueType  # 5
+    """Training of a fine-tuning job; input tokens are the trained tokens."""
 
 class InferenceOperation(_InferenceOperation, metaclass=_InferenceOperationEnumTypeWrapper):
     """Kind of inference call."""
@@ -99,6 +101,8 @@ INFERENCE_OPERATION_CHAT: InferenceOperation.ValueType  # 3
 """One request of InferenceService.Chat."""
 INFERENCE_OPERATION_EMBED: InferenceOperation.ValueType  # 4
 """InferenceService.Embed."""
+INFERENCE_OPERATION_FINE_TUNE: InferenceOperation.ValueType  # 5
+"""Training of a fine-tuning job; input tokens are the trained tokens."""
 Global___InferenceOperation: _TypeAlias = InferenceOperation  # noqa: Y015
 
 @_typing.final

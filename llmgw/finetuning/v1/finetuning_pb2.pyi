@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
+from llmgw.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -31,6 +32,8 @@ class _DatasetFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Dataset
     """Not set; CHAT_JSONL is assumed."""
     DATASET_FORMAT_CHAT_JSONL: _DatasetFormat.ValueType  # 1
     """JSON lines, each {"messages": [{"role": ..., "content": ...}, ...]}."""
+    DATASET_FORMAT_PROMPT_COMPLETION_JSONL: _DatasetFormat.ValueType  # 2
+    """JSON lines, each {"prompt": "...", "completion": "..."}."""
 
 class DatasetFormat(_DatasetFormat, metaclass=_DatasetFormatEnumTypeWrapper):
     """File format of a dataset."""
@@ -39,6 +42,8 @@ DATASET_FORMAT_UNSPECIFIED: DatasetFormat.ValueType  # 0
 """Not set; CHAT_JSONL is assumed."""
 DATASET_FORMAT_CHAT_JSONL: DatasetFormat.ValueType  # 1
 """JSON lines, each {"messages": [{"role": ..., "content": ...}, ...]}."""
+DATASET_FORMAT_PROMPT_COMPLETION_JSONL: DatasetFormat.ValueType  # 2
+"""JSON lines, each {"prompt": "...", "completion": "..."}."""
 Global___DatasetFormat: _TypeAlias = DatasetFormat  # noqa: Y015
 
 class _DatasetStatus:
@@ -234,6 +239,7 @@ class DatasetMetadata(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    BASE_MODEL_FIELD_NUMBER: _builtins.int
     display_name: _builtins.str
     """Human readable name, usually the file name."""
     format: Global___DatasetFormat.ValueType
@@ -242,6 +248,10 @@ class DatasetMetadata(_message.Message):
     """Expected size in bytes; when non-zero, a different size fails the upload."""
     sha256: _builtins.str
     """Expected lower case hex SHA-256 of the content; when set, a mismatch fails the upload."""
+    base_model: _builtins.str
+    """Registry reference of the intended base model; its context window limits
+    the tokens of one example. Empty uses the service's default limit.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels."""
@@ -254,10 +264,11 @@ class DatasetMetadata(_message.Message):
         size_bytes: _builtins.int = ...,
         sha256: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        base_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "format", b"format", "labels", b"labels", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model", b"base_model", "display_name", b"display_name", "format", b"format", "labels", b"labels", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -301,6 +312,9 @@ class Dataset(_message.Message):
     ERRORS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    TOKEN_COUNT_FIELD_NUMBER: _builtins.int
+    ESTIMATED_EPOCH_COST_FIELD_NUMBER: _builtins.int
+    MAX_EXAMPLE_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server assigned id, e.g. "ds_01J..."."""
     display_name: _builtins.str
@@ -319,6 +333,10 @@ class Dataset(_message.Message):
     """Number of lines (examples)."""
     error_count: _builtins.int
     """Number of invalid lines."""
+    token_count: _builtins.int
+    """Tokens of all valid examples (counted, about 4 characters a token)."""
+    max_example_tokens: _builtins.int
+    """Largest number of tokens in one example."""
     @_builtins.property
     def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetLineError]:
         """The first invalid lines (at most 100)."""
@@ -330,6 +348,10 @@ class Dataset(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Upload time."""
+
+    @_builtins.property
+    def estimated_epoch_cost(self) -> _common_pb2.Money:
+        """Estimated cost of training one epoch on the dataset."""
 
     def __init__(
         self,
@@ -346,10 +368,13 @@ class Dataset(_message.Message):
         errors: _abc.Iterable[Global___DatasetLineError] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        token_count: _builtins.int = ...,
+        estimated_epoch_cost: _common_pb2.Money | None = ...,
+        max_example_tokens: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "estimated_epoch_cost", b"estimated_epoch_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "error_count", b"error_count", "errors", b"errors", "format", b"format", "id", b"id", "labels", b"labels", "line_count", b"line_count", "project_id", b"project_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "error_count", b"error_count", "errors", b"errors", "estimated_epoch_cost", b"estimated_epoch_cost", "format", b"format", "id", b"id", "labels", b"labels", "line_count", b"line_count", "max_example_tokens", b"max_example_tokens", "project_id", b"project_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "status", b"status", "token_count", b"token_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -500,6 +525,8 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     ESTIMATED_END_TIME_FIELD_NUMBER: _builtins.int
+    BASE_MODEL_NAME_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server assigned id, e.g. "ftjob_01J..."."""
     project_id: _builtins.str
@@ -534,6 +561,8 @@ class Job(_message.Message):
     """Seed for reproducible training, where supported."""
     last_event_sequence: _builtins.int
     """Sequence of the latest event."""
+    base_model_name: _builtins.str
+    """Canonical registry model the base reference resolved to."""
     @_builtins.property
     def hyperparameters(self) -> Global___Hyperparameters:
         """Hyperparameters as requested."""
@@ -566,6 +595,10 @@ class Job(_message.Message):
     def estimated_end_time(self) -> _timestamp_pb2.Timestamp:
         """Backend's estimate of the end time, while running."""
 
+    @_builtins.property
+    def cost(self) -> _common_pb2.Money:
+        """Cost of the tokens trained so far."""
+
     def __init__(
         self,
         *,
@@ -594,10 +627,12 @@ class Job(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         estimated_end_time: _timestamp_pb2.Timestamp | None = ...,
+        base_model_name: _builtins.str = ...,
+        cost: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "estimated_end_time", b"estimated_end_time", "hyperparameters", b"hyperparameters", "resolved_hyperparameters", b"resolved_hyperparameters", "seed", b"seed", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "estimated_end_time", b"estimated_end_time", "hyperparameters", b"hyperparameters", "resolved_hyperparameters", b"resolved_hyperparameters", "seed", b"seed", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "alias_on_success", b"alias_on_success", "backend", b"backend", "backend_job_id", b"backend_job_id", "base_model", b"base_model", "base_model_version", b"base_model_version", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "estimated_end_time", b"estimated_end_time", "hyperparameters", b"hyperparameters", "id", b"id", "labels", b"labels", "last_event_sequence", b"last_event_sequence", "project_id", b"project_id", "resolved_hyperparameters", b"resolved_hyperparameters", "result_model", b"result_model", "result_model_version", b"result_model_version", "result_provider_model_id", b"result_provider_model_id", "seed", b"seed", "start_time", b"start_time", "state", b"state", "suffix", b"suffix", "trained_tokens", b"trained_tokens", "training_dataset_id", b"training_dataset_id", "validation_dataset_id", b"validation_dataset_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "alias_on_success", b"alias_on_success", "backend", b"backend", "backend_job_id", b"backend_job_id", "base_model", b"base_model", "base_model_name", b"base_model_name", "base_model_version", b"base_model_version", "cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "estimated_end_time", b"estimated_end_time", "hyperparameters", b"hyperparameters", "id", b"id", "labels", b"labels", "last_event_sequence", b"last_event_sequence", "project_id", b"project_id", "resolved_hyperparameters", b"resolved_hyperparameters", "result_model", b"result_model", "result_model_version", b"result_model_version", "result_provider_model_id", b"result_provider_model_id", "seed", b"seed", "start_time", b"start_time", "state", b"state", "suffix", b"suffix", "trained_tokens", b"trained_tokens", "training_dataset_id", b"training_dataset_id", "validation_dataset_id", b"validation_dataset_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015

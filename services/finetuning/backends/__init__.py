@@ -1,0 +1,1 @@
+"""Fine-tuning backends: the plugin interface (:mod:`.base`) and the built-in backends."""

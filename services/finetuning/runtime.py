@@ -1,0 +1,178 @@
+"""The resources of one ``finetuning`` process, opened before serving and closed after.
+
+:meth:`FineTuningRuntime.lifespan` opens, in order: the database (migrated to
+the fine-tuning schema), the blob store, the event bus (Kafka when
+``kafka.bootstrap_servers`` is set, else in-process), the registry client,
+the backends, the event relay and the job runner (which resumes unfinished
+jobs). They close in reverse; running jobs stay unfinished and resume at the
+next start, events not yet published stay in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from grpc import aio
+from prometheus_client import CollectorRegistry
+
+from llmgw.events.v1 import events_pb2
+from llmgw.finetuning.v1 import finetuning_pb2_grpc
+from services.finetuning.backends.base import Backend, backend_registry
+from services.finetuning.blobs import LocalBlobStore
+from services.finetuning.datasets import Datasets
+from services.finetuning.feed import SOURCE, EventRelay, JobFeed, Publisher, RelayConfig
+from services.finetuning.jobs import Jobs, JobsConfig
+from services.finetuning.metrics import JobMetrics
+from services.finetuning.registry_client import RegistryClient
+from services.finetuning.schema import COMPONENT, MIGRATIONS
+from services.finetuning.servicer import FineTuningServicer
+from services.finetuning.settings import FineTuningSettings
+from services.finetuning.store import FineTuningStore
+from services.kernel.config import KafkaSettings
+from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
+from services.kernel.migrations import migrate
+from services.kernel.sql import Database, DatabaseConfig
+
+
+def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
+    """``settings`` with the SASL credentials read from the variables they name."""
+    return KafkaConfig(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        security_protocol=settings.security_protocol,
+        sasl_mechanism=settings.sasl_mechanism,
+        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
+        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
+        ssl_cafile=settings.ssl_cafile,
+    )
+
+
+class Backends:
+    """The backend plugins, each built once on first use and closed at the end."""
+
+    def __init__(self, settings: FineTuningSettings) -> None:
+        """Build backends from ``settings.finetuning``."""
+        self._section = settings.finetuning
+        self._registry = backend_registry()
+        self._built: dict[str, Backend] = {}
+
+    def get(self, name: str) -> Backend:
+        """The backend called ``name``; PluginError when none is installed."""
+        if name not in self._built:
+            self._built[name] = self._registry.get(name).create(self._section)
+        return self._built[name]
+
+    async def close(self) -> None:
+        """Close every built backend."""
+        for backend in self._built.values():
+            await backend.aclose()
+
+
+class FineTuningRuntime:
+    """Opens the process's resources and serves the FineTuningService over them."""
+
+    def __init__(
+        self,
+        settings: FineTuningSettings,
+        env: Mapping[str, str],
+        publisher: Publisher | None = None,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        """Prepare; nothing opens before :meth:`lifespan`. ``publisher`` replaces the
+        bus; ``metrics`` receives the job metrics."""
+        self._settings = settings
+        self._env = env
+        self._publisher = publisher
+        self._metrics = JobMetrics(metrics if metrics is not None else CollectorRegistry())
+        self._servicer: FineTuningServicer | None = None
+
+    @property
+    def servicer(self) -> FineTuningServicer:
+        """The servicer; only while :meth:`lifespan` is entered."""
+        if self._servicer is None:
+            raise RuntimeError("the finetuning runtime is not started")
+        return self._servicer
+
+    def add_to_server(self, server: aio.Server) -> None:
+        """Register the servicer (the server calls this after the lifespans started)."""
+        finetuning_pb2_grpc.add_FineTuningServiceServicer_to_server(self.servicer, server)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open everything, serve, close everything in reverse."""
+        settings = self._settings
+        section = settings.finetuning
+        async with AsyncExitStack() as stack:
+            database = await Database.connect(DatabaseConfig(settings.database_url))
+            stack.push_async_callback(database.close)
+            await migrate(database, COMPONENT, MIGRATIONS)
+            store = FineTuningStore(database)
+            publisher = self._publisher or await self._open_bus(stack)
+            registry = RegistryClient(section.registry_address, section.registry_timeout_seconds)
+            stack.push_async_callback(registry.close)
+            backends = Backends(settings)
+            stack.push_async_callback(backends.close)
+            relay = EventRelay(
+                store,
+                publisher,
+                RelayConfig(
+                    topic=section.topic,
+                    usage_topic=section.usage_topic,
+                    poll_interval_seconds=section.relay_poll_interval_seconds,
+                    retry_seconds=section.relay_retry_seconds,
+                ),
+            )
+            feed = JobFeed(store, section.watch_poll_interval_seconds)
+
+            def committed() -> None:
+                feed.notify()
+                relay.notify()
+
+            datasets = Datasets(
+                store,
+                LocalBlobStore(section.blob_dir),
+                registry,
+                section,
+                lambda: backends.get(section.default_backend).price_per_million_tokens_nanos,
+            )
+            jobs = Jobs(
+                store,
+                datasets,
+                registry,
+                backends.get,
+                JobsConfig(section.max_concurrent_jobs),
+                on_event=committed,
+                metrics=self._metrics,
+            )
+            task = asyncio.create_task(relay.run(), name="finetuning-event-relay")
+            stack.push_async_callback(_cancel, task)
+            await jobs.start()
+            stack.push_async_callback(jobs.stop)
+            self._servicer = FineTuningServicer(
+                datasets, jobs, feed, store, section.max_dataset_bytes
+            )
+            try:
+                yield
+            finally:
+                self._servicer = None
+
+    async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
+        settings = self._settings
+        types = EventTypeRegistry.from_module(events_pb2)
+        if settings.kafka.bootstrap_servers:
+            bus = KafkaEventBus(kafka_config(settings.kafka, self._env), types, SOURCE)
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            return bus
+        in_process = InProcessEventBus(types, SOURCE)
+        stack.push_async_callback(in_process.close)
+        return in_process
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
