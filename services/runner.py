@@ -24,6 +24,9 @@ from services.kernel.health_client import check_health, wait_until_serving
 GATEWAY = "gateway"
 MODELS = "models"
 FINETUNING = "finetuning"
+INFERENCE = "inference"
+LOCAL_MODELS_FILE = Path(__file__).resolve().parents[1] / "config" / "routing.local.yaml"
+"""The models of one laptop: the registry is seeded with them and inference follows it."""
 FIRST_REQUEST = (
     '{"completion": {"model": "chat", "messages": '
     '[{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}}'
@@ -143,7 +146,9 @@ class Runner:
     def _child_env(self, spec: ChildSpec) -> dict[str, str]:
         """The child's environment: the gateway is pointed at its sibling processes and
         creates a first API key on an empty database (unless told otherwise); the
-        fine-tuning service and the registry are pointed at each other."""
+        fine-tuning service and the registry are pointed at each other; the registry is
+        seeded with the local models and inference follows the registry, so a version
+        registered (or fine-tuned) while running is callable at once."""
         env = dict(self._config.env)
         if spec.name == GATEWAY:
             env.setdefault(BOOTSTRAP_KEY_VARIABLE, str(self._config.bootstrap_key_file))
@@ -157,6 +162,10 @@ class Runner:
             env.setdefault("LLMGW_FINETUNING__REGISTRY_ADDRESS", siblings[MODELS].address)
         if spec.name == MODELS and FINETUNING in siblings:
             env.setdefault("LLMGW_REGISTRY__FINETUNING_ADDRESS", siblings[FINETUNING].address)
+        if spec.name == MODELS:
+            env.setdefault("LLMGW_REGISTRY__SEED_FILE", str(LOCAL_MODELS_FILE))
+        if spec.name == INFERENCE and MODELS in siblings:
+            env.setdefault("LLMGW_ROUTING__REGISTRY_ADDRESS", siblings[MODELS].address)
         return env
 
     async def _wait_serving(self, stop: asyncio.Event) -> bool:

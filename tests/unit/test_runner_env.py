@@ -35,3 +35,15 @@ def test_an_address_given_by_the_caller_wins() -> None:
     assert runner._child_env(CHILDREN[0])["LLMGW_FINETUNING__REGISTRY_ADDRESS"] == (
         "registry.internal:50053"
     )
+
+
+def test_inference_follows_the_registry_seeded_with_the_local_models() -> None:
+    children = (*CHILDREN, ChildSpec("inference", "127.0.0.1", 6002))
+    runner = Runner(RunnerConfig(children, Path("logs"), {}), io.StringIO())
+
+    inference = runner._child_env(children[3])
+    models = runner._child_env(children[2])
+
+    assert inference["LLMGW_ROUTING__REGISTRY_ADDRESS"] == "127.0.0.1:6003"
+    seed = Path(models["LLMGW_REGISTRY__SEED_FILE"])
+    assert seed.name == "routing.local.yaml" and seed.is_file()
