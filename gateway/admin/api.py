@@ -30,9 +30,8 @@ from services.kernel.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.kernel.paging import Page, apply_mask
 from services.kernel.spend import SpendLedger, period_window
-from services.models.paging import apply_mask
-from services.models.store import Page
 
 _log = logging.getLogger(__name__)
 

@@ -40,14 +40,14 @@ from gateway.auth.tokens import JwtVerifier
 from gateway.settings import GatewaySettings
 from llmgw.admin.v1 import admin_pb2_grpc
 from llmgw.events.v1 import events_pb2
-from services.inference.publisher import ConnectingPublisher
 from services.kernel.cache import RedisConfig, connect_redis
 from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
+from services.kernel.events.kafka import kafka_config
+from services.kernel.events.publisher import ConnectingPublisher
 from services.kernel.migrations import migrate
 from services.kernel.server import ServiceRegistration
 from services.kernel.spend import SpendLedger
 from services.kernel.sql import Database, DatabaseConfig
-from services.models.runtime import kafka_config
 
 _log = logging.getLogger(__name__)
 

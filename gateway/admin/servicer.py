@@ -27,7 +27,7 @@ from llmgw.admin.v1 import admin_pb2_grpc
 from services.kernel.context import current_request_id
 from services.kernel.errors import LlmgwError
 from services.kernel.identity import Principal
-from services.models.paging import next_token, page_of
+from services.kernel.paging import next_token, page_of
 
 Context = aio.ServicerContext[object, object]
 T = TypeVar("T")

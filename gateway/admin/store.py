@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.admin import records
 from gateway.auth.cache import PolicySnapshot
 from llmgw.admin.v1 import admin_pb2
+from services.kernel.paging import Page
+from services.kernel.protojson import from_json, to_json
 from services.kernel.sql import Database
-from services.models.store import Page, from_json, to_json
 
 M = TypeVar("M", bound=Message)
 

@@ -31,23 +31,10 @@ from services.finetuning.schema import COMPONENT, MIGRATIONS
 from services.finetuning.servicer import FineTuningServicer
 from services.finetuning.settings import FineTuningSettings
 from services.finetuning.store import FineTuningStore
-from services.kernel.config import KafkaSettings
-from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
+from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
+from services.kernel.events.kafka import kafka_config
 from services.kernel.migrations import migrate
 from services.kernel.sql import Database, DatabaseConfig
-
-
-def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
-    """``settings`` with the SASL credentials read from the variables they name."""
-    return KafkaConfig(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.client_id,
-        security_protocol=settings.security_protocol,
-        sasl_mechanism=settings.sasl_mechanism,
-        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
-        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
-        ssl_cafile=settings.ssl_cafile,
-    )
 
 
 class Backends:

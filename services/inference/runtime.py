@@ -28,7 +28,6 @@ from llmgw.models.v1 import models_pb2
 from services.inference.cache import CacheConfig, CachingEngine
 from services.inference.engine import CompletionEngine
 from services.inference.metrics import InferenceMetrics
-from services.inference.publisher import ConnectingPublisher
 from services.inference.routing import Router, RoutingOptions, load_snapshot
 from services.inference.routing.registry_watch import RegistryWatch, WatchConfig, channel_options
 from services.inference.routing.watch_metrics import RegistryWatchMetrics
@@ -36,23 +35,11 @@ from services.inference.servicer import InferenceServicer
 from services.inference.settings import ROUTING_SOURCE_FIELDS, InferenceSettings
 from services.inference.usage import SOURCE, Publisher, UsageConfig, UsageRecorder
 from services.kernel.cache import RedisConfig, connect_redis
-from services.kernel.config import KafkaSettings
-from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaConfig, KafkaEventBus
+from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
+from services.kernel.events.kafka import kafka_config
+from services.kernel.events.publisher import ConnectingPublisher
 
 _log = logging.getLogger(__name__)
-
-
-def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
-    """``settings`` with the SASL credentials read from the variables they name."""
-    return KafkaConfig(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.client_id,
-        security_protocol=settings.security_protocol,
-        sasl_mechanism=settings.sasl_mechanism,
-        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
-        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
-        ssl_cafile=settings.ssl_cafile,
-    )
 
 
 def usage_config(settings: InferenceSettings) -> UsageConfig:

@@ -30,10 +30,10 @@ from services.kernel.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.kernel.paging import Page, apply_mask
 from services.models import validation
 from services.models.caller import Caller
 from services.models.changes import ChangeContext, record
-from services.models.paging import apply_mask
 from services.models.refs import alias_name
 from services.models.registry import (
     Registry,
@@ -42,7 +42,7 @@ from services.models.registry import (
     raise_if,
     refuse_group_references,
 )
-from services.models.store import Page, RegistryReader
+from services.models.store import RegistryReader
 
 ALIAS_FIELDS = frozenset({"version", "traffic_split", "description"})
 

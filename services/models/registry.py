@@ -28,14 +28,14 @@ from services.kernel.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.kernel.paging import Page, apply_mask
 from services.kernel.secrets import Keyring
 from services.models import validation
 from services.models.caller import Caller
 from services.models.changes import ChangeContext, record
 from services.models.credentials import CredentialSealer
-from services.models.paging import apply_mask
 from services.models.refs import Ref, group_name, model_name, parse_ref, version_name
-from services.models.store import Page, RegistryReader, RegistryStore
+from services.models.store import RegistryReader, RegistryStore
 
 MODEL_FIELDS = frozenset(
     {

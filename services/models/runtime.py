@@ -24,14 +24,13 @@ from grpc import aio
 
 from llmgw.events.v1 import events_pb2
 from llmgw.models.v1 import models_pb2_grpc
-from services.kernel.config import KafkaSettings
 from services.kernel.events import (
     EventBus,
     EventTypeRegistry,
     InProcessEventBus,
-    KafkaConfig,
     KafkaEventBus,
 )
+from services.kernel.events.kafka import kafka_config
 from services.kernel.migrations import migrate
 from services.kernel.plugins import PluginGroup
 from services.kernel.secrets import Keyring
@@ -55,19 +54,6 @@ _log = logging.getLogger(__name__)
 def installed_providers() -> frozenset[str]:
     """Names of the installed provider adapter plugins."""
     return frozenset(ep.name for ep in entry_points(group=PluginGroup.PROVIDER_ADAPTERS.value))
-
-
-def kafka_config(settings: KafkaSettings, env: Mapping[str, str]) -> KafkaConfig:
-    """``settings`` with the SASL credentials read from the variables they name."""
-    return KafkaConfig(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.client_id,
-        security_protocol=settings.security_protocol,
-        sasl_mechanism=settings.sasl_mechanism,
-        sasl_username=env.get(settings.sasl_username_env) if settings.sasl_username_env else None,
-        sasl_password=env.get(settings.sasl_password_env) if settings.sasl_password_env else None,
-        ssl_cafile=settings.ssl_cafile,
-    )
 
 
 class RegistryRuntime:

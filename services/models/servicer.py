@@ -17,10 +17,10 @@ from grpc import aio
 from llmgw.models.v1 import models_pb2 as pb
 from llmgw.models.v1 import models_pb2_grpc
 from services.kernel.context import current_request_id
+from services.kernel.paging import next_token, page_of
 from services.models.aliases import Aliases
 from services.models.caller import Caller, caller_from_metadata
 from services.models.feed import ChangeFeed
-from services.models.paging import next_token, page_of
 from services.models.registry import Registry
 from services.models.resolve import resolve
 

@@ -18,38 +18,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llmgw.common.v1 import common_pb2
 from llmgw.models.v1 import models_pb2
+from services.kernel.paging import Page
+from services.kernel.protojson import from_json, to_json
 from services.kernel.sql import Database, Dialect
 
 M = TypeVar("M", bound=Message)
-
-
-def to_json(message: Message) -> str:
-    """The stored form of a message: compact proto JSON with proto field names."""
-    return json_format.MessageToJson(
-        message, preserving_proto_field_name=True, indent=None, sort_keys=True
-    )
-
-
-def from_json(body: str, message_type: type[M]) -> M:
-    """Parse a stored body back into ``message_type``."""
-    message = message_type()
-    json_format.Parse(body, message)
-    return message
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A window of a listing: skip ``offset`` rows, return at most ``limit``."""
-
-    offset: int
-    limit: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 
 from llmgw.events.v1 import events_pb2
-from services.inference.publisher import ConnectingPublisher
+from services.kernel.events.publisher import ConnectingPublisher
 from services.kernel.spend import BudgetPeriod, SpendLedger, SpendSubject, SubjectKind
 from services.kernel.sql import Database, DatabaseConfig
 from services.usage.store import UsageQuery, UsageStore

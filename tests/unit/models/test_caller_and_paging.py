@@ -6,8 +6,8 @@ import pytest
 
 from llmgw.common.v1 import common_pb2
 from services.kernel.errors import InvalidArgument
+from services.kernel.paging import next_token, page_of
 from services.models.caller import caller_from_metadata
-from services.models.paging import next_token, page_of
 
 
 def test_actor_from_metadata() -> None:

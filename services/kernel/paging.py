@@ -1,18 +1,26 @@
-"""Page tokens and field masks shared by the list and update operations."""
+"""Offset page tokens and field masks shared by the list and update operations of the APIs."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
 from services.kernel.errors import FieldViolation, InvalidArgument
-from services.models.store import Page
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A window of a listing: skip ``offset`` rows, return at most ``limit``."""
+
+    offset: int
+    limit: int
 
 
 def page_of(page_size: int, page_token: str) -> Page:
