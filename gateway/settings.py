@@ -61,7 +61,7 @@ class HttpSettings(Section):
     It serves ``/v1/chat/completions``, ``/v1/embeddings`` and ``/v1/models`` as the
     same gRPC calls, through the same filter chain, routes and clusters, in process.
     ``port`` 0 (the default, as for metrics) picks a free port; ``llmgw run`` gives
-    it 8080. A request body over ``max_body_bytes`` is refused
+    it the gRPC port + 2000, the Helm chart 8080. A request body over ``max_body_bytes`` is refused
     with 413; ``keepalive_seconds`` is how long an idle connection is kept open;
     ``shutdown_grace_seconds`` is what in-flight requests get at stop.
     """
