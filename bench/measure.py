@@ -6,9 +6,18 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 Call = Callable[[], Awaitable[None]]
 """One request of a benchmark, awaited to its end."""
+
+
+@dataclass
+class Target:
+    """The two calls measured on one path: a unary call and a whole stream."""
+
+    unary: Call
+    stream: Call
 
 
 async def timed(call: Call, count: int) -> list[float]:
@@ -54,4 +63,40 @@ def figures(samples: dict[str, list[float]], baseline: str, subject: str) -> dic
             found[f"{kind}_{subject}_p{q}_ms"] = round(percentile(through, q) * 1e3, 3)
             added = (percentile(through, q) - percentile(base, q)) * 1e3
             found[f"{kind}_added_p{q}_ms"] = round(added, 3)
+    return found
+
+
+async def alternating(
+    targets: dict[str, Target],
+    rounds: int,
+    calls_per_round: int,
+    warm_up: tuple[int, int] = (300, 300),
+) -> dict[str, list[float]]:
+    """Timings of every target's calls at concurrency 1, in alternating rounds.
+
+    Each target is first warmed up with ``warm_up`` (unary, stream) untimed calls;
+    then each round makes ``calls_per_round`` unary calls and as many streams on
+    every target in turn, so that machine noise hits all alike. The result holds
+    ``<name>_unary`` and ``<name>_stream`` timings in seconds (see :func:`figures`).
+    """
+    samples: dict[str, list[float]] = {}
+    for name, target in targets.items():
+        await timed(target.unary, warm_up[0])
+        await timed(target.stream, warm_up[1])
+        samples[f"{name}_unary"] = []
+        samples[f"{name}_stream"] = []
+    for _ in range(rounds):
+        for name, target in targets.items():
+            samples[f"{name}_unary"] += await timed(target.unary, calls_per_round)
+            samples[f"{name}_stream"] += await timed(target.stream, calls_per_round)
+    return samples
+
+
+async def rates(targets: dict[str, Target], total: int, concurrency: int) -> dict[str, float]:
+    """``<name>_<unary|stream>_per_second`` of every target (see :func:`throughput`)."""
+    found: dict[str, float] = {}
+    for name, target in targets.items():
+        for kind, call in (("unary", target.unary), ("stream", target.stream)):
+            rate = await throughput(call, total, concurrency)
+            found[f"{name}_{kind}_per_second"] = round(rate, 1)
     return found

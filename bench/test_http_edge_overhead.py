@@ -18,36 +18,41 @@ throughput at concurrency :data:`CONCURRENCY`. Results go to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
-import yaml
 from grpc import aio
 
-from bench.measure import Call, figures, throughput, timed
-from bench.test_inference_overhead import OPENAI_KEY, ROUTING, port_of, request, start_server
-from llmgw.inference.v1 import inference_pb2, inference_pb2_grpc
-from services.kernel.health_client import wait_until_serving
-from tests.e2e.http_stack import free_port
+from bench.measure import Target, alternating, figures, rates
+from bench.processes import (
+    Processes,
+    clean_env,
+    free_port,
+    gateway_settings,
+    inference_settings,
+    logged_filters,
+    port_of,
+    routing_yaml,
+    with_openai_key,
+)
+from bench.targets import grpc_target
+from llmgw.inference.v1 import inference_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULT = Path(__file__).parent / "results" / "http_edge_overhead.json"
 ROUNDS = 8
 CALLS_PER_ROUND = 150
+WARM_UP = (200, 100)
+"""Untimed unary calls and streams on each path before its timings."""
 CONCURRENCY = 32
 THROUGHPUT_CALLS = 3000
 CHUNKS = 20
-INFERENCE = "llmgw.inference.v1.InferenceService"
 MAX_EDGE_UNARY_P50_MS = 1.0
 """A loose guard on the edge's own unary cost over the gateway's gRPC listener."""
 PROMPT = [{"role": "user", "content": "how fast is the gateway today?"}]
@@ -61,96 +66,28 @@ class Servers:
     pinned: bool
 
 
-def _env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LLMGW_") and k not in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
-    }
-
-
-def _pinned(argv: list[str], core: int) -> list[str]:
-    taskset = shutil.which("taskset")
-    cores = os.cpu_count() or 1
-    return [taskset, "-c", str(core % cores), *argv] if taskset else argv
-
-
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Servers]:
-    started: list[subprocess.Popen[str]] = []
-    try:
-        fake = start_server(["bench.fake_openai_server", str(CHUNKS)], _env())
-        started.append(fake)
-        openai_url = f"http://127.0.0.1:{port_of(fake)}/v1"
-        routing = tmp_path / "routing.yaml"
-        routing.write_text(ROUTING.format(chunks=CHUNKS, openai_url=openai_url))
-        settings = tmp_path / "inference.json"
-        settings.write_text(
-            json.dumps(
-                {
-                    "service": "inference",
-                    "server": {"port": 0},
-                    "metrics": {"enabled": False},
-                    "logging": {"level": "WARNING"},
-                    "routing": {"file": str(routing)},
-                    "usage": {"spool_dir": str(tmp_path / "spool")},
-                }
-            )
-        )
-        inference = subprocess.Popen(
-            _pinned([sys.executable, "-m", "bench.inference_server", str(settings)], 1),
-            cwd=ROOT,
-            env={**_env(), "BENCH_OPENAI_KEY": OPENAI_KEY},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        started.append(inference)
+    env = clean_env()
+    with Processes() as processes:
+        openai_url = processes.fake_openai(CHUNKS, env)
+        settings = inference_settings(tmp_path, routing_yaml(CHUNKS, openai_url))
+        inference = processes.inference(settings, with_openai_key(env), 1)
         inference_port = port_of(inference)
         grpc_port, http_port = free_port(), free_port()
-        config = tmp_path / "gateway.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "metrics": {"enabled": False},
-                    "logging": {"level": "WARNING"},
-                    "gateway": {
-                        "http": {"port": http_port},
-                        "filters": [
-                            {"name": "access_log", "config": {"output": str(tmp_path / "a.log")}},
-                            {"name": "metrics"},
-                        ],
-                        "clusters": {"inference": {"endpoints": [f"127.0.0.1:{inference_port}"]}},
-                        "routes": [{"match": {"service": INFERENCE}, "cluster": "inference"}],
-                    },
-                }
-            )
+        config = gateway_settings(
+            tmp_path / "gateway.yaml",
+            inference_port,
+            logged_filters(tmp_path / "a.log"),
+            http_port=http_port,
         )
-        argv = [sys.executable, "-m", "services.cli", "serve", "gateway", "--config", str(config)]
-        gateway = subprocess.Popen(
-            _pinned([*argv, "--port", str(grpc_port)], 0),
-            cwd=ROOT,
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        started.append(gateway)
-        assert asyncio.run(wait_until_serving(f"127.0.0.1:{grpc_port}", timeout=30))
+        processes.gateway(config, grpc_port, env, 0)
         yield Servers(
             openai_url,
             f"127.0.0.1:{grpc_port}",
             f"http://127.0.0.1:{http_port}/v1",
             shutil.which("taskset") is not None,
         )
-    finally:
-        for process in started:
-            process.terminate()
-            process.wait(timeout=20)
-
-
-@dataclass
-class Target:
-    unary: Call
-    stream: Call
 
 
 def _http_target(session: aiohttp.ClientSession, base_url: str, model: str) -> Target:
@@ -180,49 +117,6 @@ def _http_target(session: aiohttp.ClientSession, base_url: str, model: str) -> T
     return Target(unary, stream)
 
 
-def _grpc_target(stub: inference_pb2_grpc.InferenceServiceAsyncStub, model: str) -> Target:
-    unary_request = inference_pb2.CompleteRequest(completion=request(model))
-    stream_request = inference_pb2.StreamCompleteRequest(completion=request(model))
-
-    async def unary() -> None:
-        await stub.Complete(unary_request)
-
-    async def stream() -> None:
-        async for _ in stub.StreamComplete(stream_request):
-            pass
-
-    return Target(unary, stream)
-
-
-async def _rounds(targets: dict[str, Target]) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {}
-    for name, target in targets.items():
-        await timed(target.unary, 200)  # warm-up
-        await timed(target.stream, 100)
-        samples[f"{name}_unary"] = []
-        samples[f"{name}_stream"] = []
-    for _ in range(ROUNDS):
-        for name, target in targets.items():
-            samples[f"{name}_unary"] += await timed(target.unary, CALLS_PER_ROUND)
-            samples[f"{name}_stream"] += await timed(target.stream, CALLS_PER_ROUND)
-    return samples
-
-
-async def _rates(
-    targets: dict[str, Target], kinds: Callable[[Target], dict[str, Call]]
-) -> dict[str, float]:
-    rates: dict[str, float] = {}
-    for name, target in targets.items():
-        for kind, call in kinds(target).items():
-            rate = await throughput(call, THROUGHPUT_CALLS, CONCURRENCY)
-            rates[f"{name}_{kind}_per_second"] = round(rate, 1)
-    return rates
-
-
-def _both(target: Target) -> dict[str, Call]:
-    return {"unary": target.unary, "stream": target.stream}
-
-
 async def _run(servers: Servers) -> dict[str, object]:
     connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
     async with (
@@ -232,17 +126,18 @@ async def _run(servers: Servers) -> dict[str, object]:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         openai_path = {
             "upstream": _http_target(session, servers.openai_url, "gpt-bench"),
-            "grpc": _grpc_target(stub, "bench-openai"),
+            "grpc": grpc_target(stub, "bench-openai"),
             "http": _http_target(session, servers.http_url, "bench-openai"),
         }
         simulated = {
-            "grpc": _grpc_target(stub, "bench"),
+            "grpc": grpc_target(stub, "bench"),
             "http": _http_target(session, servers.http_url, "bench"),
         }
-        openai_samples = await _rounds(openai_path)
-        simulated_samples = await _rounds(simulated)
-        rates = await _rates(openai_path, _both)
-        rates.update({f"simulated_{k}": v for k, v in (await _rates(simulated, _both)).items()})
+        openai_samples = await alternating(openai_path, ROUNDS, CALLS_PER_ROUND, WARM_UP)
+        simulated_samples = await alternating(simulated, ROUNDS, CALLS_PER_ROUND, WARM_UP)
+        throughput = await rates(openai_path, THROUGHPUT_CALLS, CONCURRENCY)
+        simulated_rates = await rates(simulated, THROUGHPUT_CALLS, CONCURRENCY)
+        throughput.update({f"simulated_{k}": v for k, v in simulated_rates.items()})
     return {
         "calls_each_at_concurrency_1": ROUNDS * CALLS_PER_ROUND,
         "chunks_per_stream": CHUNKS,
@@ -252,7 +147,7 @@ async def _run(servers: Servers) -> dict[str, object]:
         "fake_openai_http_vs_grpc": figures(openai_samples, "grpc", "http"),
         "simulated_http_vs_grpc": figures(simulated_samples, "grpc", "http"),
         "throughput_at_concurrency": CONCURRENCY,
-        "throughput": rates,
+        "throughput": throughput,
         "gateway_filters": ["access_log", "metrics"],
         "cpu_count": os.cpu_count(),
     }

@@ -9,7 +9,6 @@ The result is a ratio written to ``bench/results/kernel_overhead.json``.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
+from bench.measure import percentile
 from services.kernel.config import ServerSettings
 from services.kernel.server import KernelServer, ServiceApp, ServiceRegistration
 
@@ -76,14 +76,12 @@ async def test_kernel_interceptor_overhead_ratio() -> None:
     await kernel.drain(grace_seconds=0)
     await bare.stop(0)
 
-    def p(samples: list[float], q: int) -> float:
-        return statistics.quantiles(samples, n=100)[q - 1]
-
+    bare_p50, kernel_p50 = percentile(bare_samples, 50), percentile(kernel_samples, 50)
     result = {
         "calls_each": len(bare_samples),
-        "p50_ratio": p(kernel_samples, 50) / p(bare_samples, 50),
-        "p99_ratio": p(kernel_samples, 99) / p(bare_samples, 99),
-        "added_p50_microseconds": (p(kernel_samples, 50) - p(bare_samples, 50)) * 1e6,
+        "p50_ratio": kernel_p50 / bare_p50,
+        "p99_ratio": percentile(kernel_samples, 99) / percentile(bare_samples, 99),
+        "added_p50_microseconds": (kernel_p50 - bare_p50) * 1e6,
     }
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
