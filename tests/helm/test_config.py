@@ -9,7 +9,9 @@ a rendered key, a wrong section or a filter name the gateway lacks fails here.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,10 @@ import pytest
 import yaml
 
 import services.cli
+from gateway.filters.budget import BudgetConfig
+from gateway.filters.rate_limit import RateLimitConfig
+from gateway.limits.redis_access import OnRedisError
+from gateway.settings import GatewaySettings
 from services.inference.routing.snapshot import parse_snapshot
 from services.kernel.config import Settings
 from services.kernel.server import ServiceApp
@@ -40,18 +46,35 @@ STAND_INS = {
     "REDIS_URL": "redis://redis:6379/0",
 }
 CONVENTIONAL = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
+STAND_IN_JWKS = {"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": "c3RhbmQtaW4"}]}
+REFERENCE = re.compile(r"\$\$|\$\((\w+)\)")
+"""A dependent variable reference in an env value, ``$(NAME)``, or the escape ``$$``."""
 
 
 def _container_env(release: Release, container: dict[str, Any]) -> dict[str, str]:
     """The environment the container gets, secrets replaced by stand-ins."""
     env: dict[str, str] = {}
     for item in container.get("env", []):
-        env[item["name"]] = item.get("value", STAND_INS.get(item["name"], "stand-in"))
+        if "value" in item:
+            env[item["name"]] = _expand(item["value"], env)
+        else:
+            env[item["name"]] = STAND_INS.get(item["name"], "stand-in")
     for source in container.get("envFrom", []):
         name = source["secretRef"]["name"]
         keys = release.values["providers"]["apiKeys"] or {"OPENAI_API_KEY": ""}
         env.update(dict.fromkeys(keys, f"stand-in-from-{name}"))
     return env
+
+
+def _expand(value: str, defined: Mapping[str, str]) -> str:
+    """``value`` with ``$(NAME)`` of variables defined before it replaced, as the kubelet does."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return defined.get(match.group(1), match.group(0))
+
+    return REFERENCE.sub(replace, value)
 
 
 def _load(
@@ -98,6 +121,7 @@ def _lay_out_mounts(
     leaf = authority.issue("gateway")
     contents = {"tls.crt": leaf.cert, "tls.key": leaf.key, "ca.crt": authority.cert}
     contents["client-ca.crt"] = authority.cert
+    contents["jwks.json"] = json.dumps(STAND_IN_JWKS).encode()
     volumes = {v["name"]: v for v in pod["volumes"]}
     for mount in container["volumeMounts"]:
         folder = root / mount["mountPath"].lstrip("/")
@@ -262,3 +286,145 @@ def _mounted(root: Path, release: Release, component: str, path: Path) -> tuple[
             item = next(i for i in volume["secret"]["items"] if i["path"] == target.name)
             return volume["secret"]["secretName"], item["key"]
     raise AssertionError(f"{path} is not mounted in {component}")
+
+
+def _gateway(release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GatewaySettings:
+    settings, _ = _load(release, "gateway", tmp_path, monkeypatch)
+    assert isinstance(settings, GatewaySettings)
+    return settings
+
+
+@pytest.mark.parametrize("values_file", ["production", "inline-secrets"])
+def test_http_edge_listens_where_the_service_and_routes_send(
+    values_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = render(load_values(values_file))
+    http = _gateway(release, tmp_path, monkeypatch).gateway.http
+    assert http.enabled
+    assert http.host == "0.0.0.0"
+    assert http.port == release.values["gateway"]["http"]["port"] == 8080
+    assert http.max_body_bytes == release.values["gateway"]["http"]["maxBodyBytes"]
+    (container,) = pod_spec(release.deployment("gateway"))["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == http.port
+    service = release.named("Service", f"{RELEASE}-llmgw-gateway")
+    (service_port,) = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+    assert ports[service_port["targetPort"]] == http.port
+    backends = []
+    for ingress in release.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            backends += [path["backend"]["service"] for path in rule["http"]["paths"]]
+    for backend in backends:
+        assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    for route in release.of_kind("HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            for ref in rule["backendRefs"]:
+                assert ref["name"] == service["metadata"]["name"]
+                assert ref["port"] == service_port["port"]
+                backends.append(ref)
+    assert backends
+
+
+def test_http_edge_is_off_unless_enabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = render(load_values("minimal"))
+    assert not _gateway(release, tmp_path, monkeypatch).gateway.http.enabled
+    (container,) = pod_spec(release.deployment("gateway"))["containers"]
+    assert [p["name"] for p in container["ports"]] == ["grpc", "metrics"]
+
+
+def test_gateway_security_comes_from_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = render(load_values("production"))
+    security = _gateway(release, tmp_path, monkeypatch).gateway.security
+    assert security.enabled
+    assert security.poll_interval_seconds == 2
+    assert security.audit_topic == "platform.llmgw.audit.v1"
+    assert security.spend_namespace == "llmgw-prod"
+    assert security.bootstrap_key_file is not None
+    assert _mounted(tmp_path, release, "gateway", security.bootstrap_key_file) == (
+        "llmgw-bootstrap-key",
+        "api-key",
+    )
+    jwt = security.jwt
+    assert jwt is not None
+    assert (jwt.issuer, jwt.audience) == ("https://login.example.com/", "llmgw")
+    assert (jwt.subject_claim, jwt.project_claim, jwt.scopes_claim) == (
+        "sub",
+        "tenant",
+        "permissions",
+    )
+    assert jwt.jwks_url is None
+    assert jwt.jwks_file is not None
+    assert _mounted(tmp_path, release, "gateway", jwt.jwks_file) == (
+        "llmgw-jwt-keys",
+        "keys.json",
+    )
+    usage, _ = _load(release, "usage", tmp_path, monkeypatch)
+    pipeline = usage.model_dump()["pipeline"]
+    assert pipeline["audit_topic"] == security.audit_topic
+    assert pipeline["spend_namespace"] == security.spend_namespace
+
+
+def test_inline_jwks_is_mounted_from_the_charts_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = render(load_values("inline-secrets"))
+    security = _gateway(release, tmp_path, monkeypatch).gateway.security
+    assert security.bootstrap_key_file is None
+    assert security.jwt is not None and security.jwt.jwks_file is not None
+    secret, key = _mounted(tmp_path, release, "gateway", security.jwt.jwks_file)
+    data = release.named("Secret", secret)["data"]
+    assert key in data
+    assert "jwks.json" in release.values["gateway"]["auth"]["jwt"]["keys"]
+
+
+def test_jwt_keys_may_come_from_a_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://login.example.com/.well-known/jwks.json"
+    jwt_values = {"issuer": "https://login.example.com/", "audience": "llmgw", "jwksUrl": url}
+    release = render({"gateway": {"auth": {"jwt": jwt_values}}})
+    jwt = _gateway(release, tmp_path, monkeypatch).gateway.security.jwt
+    assert jwt is not None
+    assert (jwt.jwks_url, jwt.jwks_file) == (url, None)
+    volumes = pod_spec(release.deployment("gateway"))["volumes"]
+    assert "jwt" not in {v["name"] for v in volumes}
+
+
+@pytest.mark.parametrize("values_file", ["production", "inline-secrets"])
+def test_limit_filters_use_the_release_redis(
+    values_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = render(load_values(values_file))
+    gateway = _gateway(release, tmp_path, monkeypatch).gateway
+    assert [f.name for f in gateway.filters] == [
+        "access_log",
+        "metrics",
+        "authn",
+        "authz",
+        "rate_limit",
+        "budget",
+    ]
+    on_error = OnRedisError(release.values["gateway"]["onRedisError"])
+    configs = {f.name: f.config for f in gateway.filters}
+    for config in (
+        RateLimitConfig.model_validate(configs["rate_limit"]),
+        BudgetConfig.model_validate(configs["budget"]),
+    ):
+        assert config.redis_url == STAND_INS["REDIS_URL"]
+        assert config.on_redis_error is on_error
+        assert config.namespace == gateway.security.spend_namespace
+    config_file = yaml.safe_load(release.config_map()["data"]["config.yaml"])
+    assert "filters" not in config_file["gateway"]
+
+
+def test_without_redis_the_limit_filters_are_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = render(load_values("minimal"))
+    gateway = _gateway(release, tmp_path, monkeypatch).gateway
+    assert [f.name for f in gateway.filters] == ["access_log", "metrics", "authn", "authz"]
+    (container,) = pod_spec(release.deployment("gateway"))["containers"]
+    assert "env" not in container
+    assert "WARNING: no Redis is configured" in release.notes
+    assert "no bootstrap admin key is configured" in release.notes
+    assert "no bootstrap admin key" not in render(load_values("production")).notes

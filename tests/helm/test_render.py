@@ -8,6 +8,7 @@ of the oldest version the chart supports and of the newest one known.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import helm_python as helm
@@ -46,9 +47,12 @@ INLINE_SECRETS = (
     "SECRET-registry-key",
     "SECRET-openai-key",
     "SECRET-anthropic-key",
-    "SECRET-jwt-public-key",
+    "SECRET-jwt-hmac-key",
 )
 """Every secret value in values/inline-secrets.yaml."""
+
+JWT = {"issuer": "https://login.example.com/", "audience": "llmgw"}
+"""The JWT values every JWKS source needs."""
 
 
 @pytest.fixture(scope="module", params=VALUES_FILES)
@@ -99,6 +103,10 @@ def test_lint_reports_no_warning_or_error(values_file: str) -> None:
         ({"redis": {"url": "http://redis:6379"}}, "/redis/url"),
         ({"unknownKey": True}, "unknownKey"),
         ({"gateway": {"tls": {"enabled": "yes"}}}, "/gateway/tls/enabled"),
+        ({"gateway": {"onRedisError": "retry"}}, "/gateway/onRedisError"),
+        ({"gateway": {"http": {"maxBodyBytes": 0}}}, "/gateway/http/maxBodyBytes"),
+        ({"gateway": {"auth": {"jwt": {"jwksUrl": "file:///x"}}}}, "/gateway/auth/jwt/jwksUrl"),
+        ({"gateway": {"security": {"bootstrapProject": "Ops"}}}, "/gateway/security"),
     ],
 )
 def test_schema_refuses_bad_values(values: dict[str, Any], where: str) -> None:
@@ -121,6 +129,19 @@ def test_schema_refuses_bad_values(values: dict[str, Any], where: str) -> None:
             "httpRoute.parentRefs",
         ),
         ({"gateway": {"tls": {"enabled": True}}}, "gateway.tls.existingSecret is required"),
+        (
+            {"gateway": {"auth": {"jwt": {"existingSecret": "jwks"}}}},
+            "gateway.auth.jwt needs both issuer and audience",
+        ),
+        ({"gateway": {"auth": {"jwt": JWT}}}, "gateway.auth.jwt needs a JWKS"),
+        (
+            {"gateway": {"auth": {"jwt": JWT | {"existingSecret": "j", "jwksUrl": "https://a/"}}}},
+            "not both",
+        ),
+        (
+            {"gateway": {"auth": {"jwt": JWT | {"keys": {"keys.pem": "k"}}}}},
+            "must hold the JWKS under gateway.auth.jwt.jwksKey (jwks.json)",
+        ),
     ],
 )
 def test_inconsistent_values_fail_to_render(values: dict[str, Any], message: str) -> None:
@@ -409,13 +430,20 @@ def test_secrets_reach_the_processes_as_references(inline: Release) -> None:
     }
     for deployment in inline.of_kind("Deployment"):
         for container in containers(deployment):
+            defined: set[str] = set()
             for env in container.get("env", []):
-                assert "value" not in env, env["name"]
-                ref = env["valueFrom"]["secretKeyRef"]
-                assert ref["key"] in secrets[ref["name"]]["data"]
+                if "value" in env:
+                    # a plain value names Secret-backed variables defined before it
+                    assert env["name"] == "LLMGW_GATEWAY__FILTERS"
+                    assert set(re.findall(r"\$\((\w+)\)", env["value"])) == {"REDIS_URL"}
+                    assert "REDIS_URL" in defined
+                else:
+                    ref = env["valueFrom"]["secretKeyRef"]
+                    assert ref["key"] in secrets[ref["name"]]["data"]
+                defined.add(env["name"])
     gateway = pod_spec(inline.deployment("gateway"))
     jwt = next(v for v in gateway["volumes"] if v["name"] == "jwt")
-    assert set(secrets[jwt["secret"]["secretName"]]["data"]) == {"issuer.pem"}
+    assert set(secrets[jwt["secret"]["secretName"]]["data"]) == {"jwks.json"}
 
 
 def test_existing_secrets_are_referenced_not_rendered(production: Release) -> None:
@@ -424,8 +452,9 @@ def test_existing_secrets_are_referenced_not_rendered(production: Release) -> No
     for workload in production.of_kind("Deployment") + production.of_kind("Job"):
         for container in containers(workload):
             for env in container.get("env", []):
-                ref = env["valueFrom"]["secretKeyRef"]
-                referenced.add((ref["name"], ref["key"]))
+                if "valueFrom" in env:
+                    ref = env["valueFrom"]["secretKeyRef"]
+                    referenced.add((ref["name"], ref["key"]))
             for source in container.get("envFrom", []):
                 referenced.add((source["secretRef"]["name"], "*"))
         for volume in pod_spec(workload).get("volumes", []):
@@ -440,6 +469,7 @@ def test_existing_secrets_are_referenced_not_rendered(production: Release) -> No
         ("llmgw-provider-keys", "*"),
         ("llmgw-gateway-tls", "volume"),
         ("llmgw-jwt-keys", "volume"),
+        ("llmgw-bootstrap-key", "volume"),
         ("kafka-ca", "volume"),
     }
 
@@ -450,7 +480,7 @@ def test_existing_secrets_are_referenced_not_rendered(production: Release) -> No
         ({"logLevel": "DEBUG"}, "checksum/config"),
         ({"redis": {"url": "redis://redis:6379/0"}}, "checksum/secret"),
         ({"providers": {"apiKeys": {"OPENAI_API_KEY": "sk-2"}}}, "checksum/secret"),
-        ({"gateway": {"auth": {"jwt": {"keys": {"a.pem": "k"}}}}}, "checksum/secret"),
+        ({"gateway": {"auth": {"jwt": JWT | {"keys": {"jwks.json": "{}"}}}}}, "checksum/secret"),
     ],
 )
 def test_pods_roll_when_config_or_secrets_change(change: dict[str, Any], annotation: str) -> None:

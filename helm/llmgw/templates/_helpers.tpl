@@ -113,6 +113,27 @@ app.kubernetes.io/component: {{ .name }}
 {{- if or .Values.gateway.auth.jwt.keys .Values.gateway.auth.jwt.existingSecret -}}true{{- end -}}
 {{- end -}}
 
+{{/* Non-empty when JWTs are accepted; fails on an incomplete JWT configuration. */}}
+{{- define "llmgw.jwtEnabled" -}}
+{{- $jwt := .Values.gateway.auth.jwt -}}
+{{- $keys := include "llmgw.hasJwtKeys" . -}}
+{{- if or $jwt.issuer $jwt.audience $jwt.jwksUrl $keys -}}
+{{- if not (and $jwt.issuer $jwt.audience) -}}
+{{- fail "gateway.auth.jwt needs both issuer and audience" -}}
+{{- end -}}
+{{- if and $keys $jwt.jwksUrl -}}
+{{- fail "gateway.auth.jwt takes the JWKS from keys/existingSecret or from jwksUrl, not both" -}}
+{{- end -}}
+{{- if not (or $keys $jwt.jwksUrl) -}}
+{{- fail "gateway.auth.jwt needs a JWKS: keys, existingSecret or jwksUrl" -}}
+{{- end -}}
+{{- if and $jwt.keys (not $jwt.existingSecret) (not (hasKey $jwt.keys $jwt.jwksKey)) -}}
+{{- fail (printf "gateway.auth.jwt.keys must hold the JWKS under gateway.auth.jwt.jwksKey (%s)" $jwt.jwksKey) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Whether the chart renders its own Secret (some value is given inline). */}}
 {{- define "llmgw.ownSecretData" -}}
 {{- if and .Values.database.url (not .Values.database.existingSecret) }}
@@ -198,6 +219,9 @@ and Kafka SASL credentials, each from a Secret. */}}
 {{/* The env of one component's container: (dict "root" $ "name" "models" "component" $c). */}}
 {{- define "llmgw.containerEnv" -}}
 {{- include "llmgw.commonEnv" .root }}
+{{- if eq .name "gateway" }}
+{{- include "llmgw.filtersEnv" .root }}
+{{- end }}
 {{- if and (eq .name "models") (include "llmgw.hasSecretsKeys" .root) }}
 - name: LLMGW_SECRETS_KEYS
   valueFrom:
