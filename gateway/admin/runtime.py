@@ -14,7 +14,6 @@ the poller that keeps the snapshot current. They close in reverse.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -39,15 +38,10 @@ from gateway.auth.context import SecurityContext
 from gateway.auth.tokens import JwtVerifier
 from gateway.settings import GatewaySettings
 from llmgw.admin.v1 import admin_pb2_grpc
-from llmgw.events.v1 import events_pb2
 from services.kernel.cache import RedisConfig, connect_redis
-from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
-from services.kernel.events.kafka import kafka_config
-from services.kernel.events.publisher import ConnectingPublisher
-from services.kernel.migrations import migrate
+from services.kernel.resources import open_database, open_publisher, run_in_background
 from services.kernel.server import ServiceRegistration
 from services.kernel.spend import SpendLedger
-from services.kernel.sql import Database, DatabaseConfig
 
 _log = logging.getLogger(__name__)
 
@@ -107,9 +101,7 @@ class SecurityRuntime:
             folder = sqlite_parent(settings.database_url)
             if folder is not None:
                 await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            database = await Database.connect(DatabaseConfig(settings.database_url))
-            stack.push_async_callback(database.close)
-            await migrate(database, COMPONENT, MIGRATIONS)
+            database = await open_database(stack, settings.database_url, COMPONENT, MIGRATIONS)
             store = AdminStore(database)
             api = AdminApi(store, spend=await self._open_spend(stack))
             if security.bootstrap_key_file is not None:
@@ -122,10 +114,15 @@ class SecurityRuntime:
                     await self.jwt.keys.load()
                 except Exception as exc:  # unreadable now: retried on the first token
                     _log.warning("cannot read the JWKS at start: %r", exc)
-            self.audit.start(self._publisher or await self._open_bus(stack))
+            self.audit.start(
+                self._publisher
+                # connects on first use and again after a failure: the gateway serves
+                # while the broker is away (its audit events are then counted as failed)
+                or await open_publisher(stack, settings.kafka, self._env, SOURCE, connect_now=False)
+            )
             stack.push_async_callback(self.audit.aclose)
             poller = asyncio.create_task(self.cache.run(store), name="admin-policy-poller")
-            stack.push_async_callback(_cancel, poller)
+            run_in_background(stack, poller)
             self.api = api
             self._servicer = AdminServicer(
                 api,
@@ -138,7 +135,7 @@ class SecurityRuntime:
             self._store = store
             flusher = asyncio.create_task(self._flush_usage_forever(), name="key-usage-flusher")
             stack.push_async_callback(self.flush_usage)
-            stack.push_async_callback(_cancel, flusher)
+            run_in_background(stack, flusher)
             try:
                 yield
             finally:
@@ -174,23 +171,3 @@ class SecurityRuntime:
             return None
         stack.push_async_callback(client.aclose)
         return SpendLedger(client, namespace=self._settings.gateway.security.spend_namespace)
-
-    async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
-        settings = self._settings
-        types = EventTypeRegistry.from_module(events_pb2)
-        if settings.kafka.bootstrap_servers:
-            config = kafka_config(settings.kafka, self._env)
-            # connects on first use and again after a failure: the gateway serves while
-            # the broker is away (its audit events are then counted as failed)
-            publisher = ConnectingPublisher(lambda: KafkaEventBus(config, types, SOURCE))
-            stack.push_async_callback(publisher.close)
-            return publisher
-        in_process = InProcessEventBus(types, SOURCE)
-        stack.push_async_callback(in_process.close)
-        return in_process
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -11,14 +11,12 @@ next start, events not yet published stay in the outbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
-from llmgw.events.v1 import events_pb2
 from llmgw.finetuning.v1 import finetuning_pb2_grpc
 from services.finetuning.backends.base import Backend, backend_registry
 from services.finetuning.blobs import LocalBlobStore
@@ -31,10 +29,7 @@ from services.finetuning.schema import COMPONENT, MIGRATIONS
 from services.finetuning.servicer import FineTuningServicer
 from services.finetuning.settings import FineTuningSettings
 from services.finetuning.store import FineTuningStore
-from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
-from services.kernel.events.kafka import kafka_config
-from services.kernel.migrations import migrate
-from services.kernel.sql import Database, DatabaseConfig
+from services.kernel.resources import open_database, open_event_bus, run_in_background
 
 
 class Backends:
@@ -93,11 +88,11 @@ class FineTuningRuntime:
         settings = self._settings
         section = settings.finetuning
         async with AsyncExitStack() as stack:
-            database = await Database.connect(DatabaseConfig(settings.database_url))
-            stack.push_async_callback(database.close)
-            await migrate(database, COMPONENT, MIGRATIONS)
+            database = await open_database(stack, settings.database_url, COMPONENT, MIGRATIONS)
             store = FineTuningStore(database)
-            publisher = self._publisher or await self._open_bus(stack)
+            publisher = self._publisher or await open_event_bus(
+                stack, settings.kafka, self._env, SOURCE
+            )
             registry = RegistryClient(section.registry_address, section.registry_timeout_seconds)
             stack.push_async_callback(registry.close)
             backends = Backends(settings)
@@ -135,7 +130,7 @@ class FineTuningRuntime:
                 metrics=self._metrics,
             )
             task = asyncio.create_task(relay.run(), name="finetuning-event-relay")
-            stack.push_async_callback(_cancel, task)
+            run_in_background(stack, task)
             await jobs.start()
             stack.push_async_callback(jobs.stop)
             self._servicer = FineTuningServicer(
@@ -145,21 +140,3 @@ class FineTuningRuntime:
                 yield
             finally:
                 self._servicer = None
-
-    async def _open_bus(self, stack: AsyncExitStack) -> Publisher:
-        settings = self._settings
-        types = EventTypeRegistry.from_module(events_pb2)
-        if settings.kafka.bootstrap_servers:
-            bus = KafkaEventBus(kafka_config(settings.kafka, self._env), types, SOURCE)
-            await bus.start()
-            stack.push_async_callback(bus.close)
-            return bus
-        in_process = InProcessEventBus(types, SOURCE)
-        stack.push_async_callback(in_process.close)
-        return in_process
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -22,7 +22,6 @@ import redis.asyncio as redis
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
-from llmgw.events.v1 import events_pb2
 from llmgw.inference.v1 import inference_pb2_grpc
 from llmgw.models.v1 import models_pb2
 from services.inference.cache import CacheConfig, CachingEngine
@@ -33,11 +32,9 @@ from services.inference.routing.registry_watch import RegistryWatch, WatchConfig
 from services.inference.routing.watch_metrics import RegistryWatchMetrics
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import ROUTING_SOURCE_FIELDS, InferenceSettings
-from services.inference.usage import SOURCE, Publisher, UsageConfig, UsageRecorder
+from services.inference.usage import SOURCE, UsageConfig, UsageRecorder
 from services.kernel.cache import RedisConfig, connect_redis
-from services.kernel.events import EventTypeRegistry, InProcessEventBus, KafkaEventBus
-from services.kernel.events.kafka import kafka_config
-from services.kernel.events.publisher import ConnectingPublisher
+from services.kernel.resources import open_publisher
 
 _log = logging.getLogger(__name__)
 
@@ -119,7 +116,13 @@ class InferenceRuntime:
                     RedisConfig(settings.redis_url, client_name="llmgw-inference")
                 )
                 stack.push_async_callback(client.aclose)
-            publisher = await self._open_publisher(stack)
+            publisher = await open_publisher(
+                stack,
+                settings.kafka,
+                self._env,
+                SOURCE,
+                settings.usage.replay_interval_seconds,
+            )
             recorder = await stack.enter_async_context(
                 UsageRecorder(publisher, usage_config(settings))
             )
@@ -169,19 +172,3 @@ class InferenceRuntime:
             raise RuntimeError(
                 f"no routing snapshot from the registry at {config.address} within {timeout:g}s"
             ) from None
-
-    async def _open_publisher(self, stack: AsyncExitStack) -> Publisher:
-        settings = self._settings
-        if settings.kafka.bootstrap_servers:
-            config = kafka_config(settings.kafka, self._env)
-            types = EventTypeRegistry.from_module(events_pb2)
-            publisher = ConnectingPublisher(
-                lambda: KafkaEventBus(config, types, SOURCE),
-                settings.usage.replay_interval_seconds,
-            )
-            stack.push_async_callback(publisher.close)
-            await publisher.connect()
-            return publisher
-        in_process = InProcessEventBus(EventTypeRegistry.from_module(events_pb2), SOURCE)
-        stack.push_async_callback(in_process.close)
-        return in_process

@@ -14,7 +14,6 @@ the outbox and are published by the next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,19 +21,13 @@ from importlib.metadata import entry_points
 
 from grpc import aio
 
-from llmgw.events.v1 import events_pb2
 from llmgw.models.v1 import models_pb2_grpc
 from services.kernel.events import (
     EventBus,
-    EventTypeRegistry,
-    InProcessEventBus,
-    KafkaEventBus,
 )
-from services.kernel.events.kafka import kafka_config
-from services.kernel.migrations import migrate
 from services.kernel.plugins import PluginGroup
+from services.kernel.resources import open_database, open_event_bus, run_in_background
 from services.kernel.secrets import Keyring
-from services.kernel.sql import Database, DatabaseConfig
 from services.models.caller import SYSTEM
 from services.models.feed import ChangeFeed, FeedConfig
 from services.models.finetune_poller import FineTunePoller, PollerConfig
@@ -100,13 +93,11 @@ class RegistryRuntime:
         settings = self._settings
         options = settings.registry
         async with AsyncExitStack() as stack:
-            database = await Database.connect(DatabaseConfig(settings.database_url))
-            stack.push_async_callback(database.close)
-            await migrate(database, COMPONENT, MIGRATIONS)
+            database = await open_database(stack, settings.database_url, COMPONENT, MIGRATIONS)
             store = RegistryStore(database)
             bus = self._bus
             if bus is None and self._publisher is None:
-                bus = await self._open_bus(stack)
+                bus = await open_event_bus(stack, settings.kafka, self._env, SOURCE)
             publisher: Publisher
             if self._publisher is not None:
                 publisher = self._publisher
@@ -137,7 +128,7 @@ class RegistryRuntime:
                 result = await import_registry(registry, document, SYSTEM)
                 _log.info("registry seeded", extra={"changed": result.changed})
             task = asyncio.create_task(relay.run(), name="registry-event-relay")
-            stack.push_async_callback(_cancel, task)
+            run_in_background(stack, task)
             if options.consume_fine_tunes:
                 await self._consume_fine_tunes(FineTuneConsumer(registry), bus, stack)
             self._registry = registry
@@ -165,22 +156,4 @@ class RegistryRuntime:
             PollerConfig(options.finetuning_address, options.finetuning_poll_interval_seconds),
         )
         task = asyncio.create_task(poller.run(), name="registry-fine-tune-poller")
-        stack.push_async_callback(_cancel, task)
-
-    async def _open_bus(self, stack: AsyncExitStack) -> EventBus:
-        settings = self._settings
-        types = EventTypeRegistry.from_module(events_pb2)
-        if settings.kafka.bootstrap_servers:
-            bus = KafkaEventBus(kafka_config(settings.kafka, self._env), types, SOURCE)
-            await bus.start()
-            stack.push_async_callback(bus.close)
-            return bus
-        in_process = InProcessEventBus(types, SOURCE)
-        stack.push_async_callback(in_process.close)
-        return in_process
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        run_in_background(stack, task)

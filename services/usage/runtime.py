@@ -23,9 +23,8 @@ from prometheus_client import CollectorRegistry
 from llmgw.usage.v1 import usage_pb2_grpc
 from services.kernel.cache import RedisConfig, connect_redis
 from services.kernel.events import RetryPolicy, Subscription, kafka_config
-from services.kernel.migrations import migrate
+from services.kernel.resources import open_database
 from services.kernel.spend import SpendLedger
-from services.kernel.sql import Database, DatabaseConfig
 from services.usage.consumer import BatchConsumer, ConsumerSettings, KafkaDeadLetters
 from services.usage.metrics import PipelineMetrics
 from services.usage.pipeline import Pipeline, PipelineConfig
@@ -84,9 +83,7 @@ class UsageRuntime:
         """Open everything, consume and serve, close everything in reverse."""
         settings = self._settings
         async with AsyncExitStack() as stack:
-            database = await Database.connect(DatabaseConfig(settings.database_url))
-            stack.push_async_callback(database.close)
-            await migrate(database, COMPONENT, MIGRATIONS)
+            database = await open_database(stack, settings.database_url, COMPONENT, MIGRATIONS)
             store = UsageStore(database)
             ledger: SpendLedger | None = None
             if settings.redis_url:
