@@ -58,6 +58,24 @@ class FilterChain:
         """
         return tuple(f for f in self.filters if f.reads_first_message_of(method))
 
+    def stream_message_readers(self, method: str) -> tuple[GatewayFilter, ...]:
+        """The filters that read every request message of ``method``'s streams, in order."""
+        return tuple(
+            f
+            for f in self.filters
+            if f.reads_first_message_of(method) and f.reads_every_message_of(method)
+        )
+
+    async def on_stream_message(
+        self, call: Call, message: bytes, readers: Sequence[GatewayFilter]
+    ) -> tuple[Stop | None, str]:
+        """Run ``on_stream_message`` of ``readers`` until one stops the call."""
+        for gateway_filter in readers:
+            stop = await gateway_filter.on_stream_message(call, message)
+            if stop is not None:
+                return stop, gateway_filter.name
+        return None, ""
+
     async def on_first_message(
         self, call: Call, message: bytes, readers: Sequence[GatewayFilter]
     ) -> tuple[Stop | None, str]:

@@ -111,7 +111,9 @@ class _Exchange:
         "response_messages",
         "retry_taken",
         "route",
+        "stop",
         "stopped_by",
+        "stream_readers",
         "trailers",
         "upstream_seconds",
     )
@@ -133,6 +135,9 @@ class _Exchange:
         self.message = ""
         self.trailers: Metadata = ()
         self.stopped_by = ""
+        self.stream_readers: tuple[GatewayFilter, ...] = ()
+        self.stop: tuple[Stop, str] | None = None
+        """A filter's stop of a later stream message, with the filter's name."""
         self.reached = 0
         """How many filters, from the first, the call reached."""
 
@@ -222,8 +227,11 @@ class Proxy:
     def _client_stream(
         self, method: str, route: Route, readers: Readers
     ) -> Callable[[AsyncIterator[bytes], Context], Awaitable[bytes | None]]:
+        stream_readers = self._chain.stream_message_readers(method)
+
         async def client_stream(_: AsyncIterator[bytes], context: Context) -> bytes | None:
             call, exchange = self._start(method, CallShape.CLIENT_STREAM, route, readers, context)
+            exchange.stream_readers = stream_readers
             try:
                 first = await self._admit_stream(call, exchange, context)
                 up = await self._open_stream(call, exchange, context, streams_responses=False)
@@ -239,8 +247,11 @@ class Proxy:
     def _bidi_stream(
         self, method: str, route: Route, readers: Readers
     ) -> Callable[[AsyncIterator[bytes], Context], Awaitable[None]]:
+        stream_readers = self._chain.stream_message_readers(method)
+
         async def bidi_stream(_: AsyncIterator[bytes], context: Context) -> None:
             call, exchange = self._start(method, CallShape.BIDI_STREAM, route, readers, context)
+            exchange.stream_readers = stream_readers
             try:
                 first = await self._admit_stream(call, exchange, context)
                 up = await self._open_stream(call, exchange, context, streams_responses=True)
@@ -496,8 +507,9 @@ class Proxy:
         """Pump requests up while relaying the response(s) down, until the upstream ends."""
         endpoint = exchange.endpoint
         assert endpoint is not None
-        pump = asyncio.create_task(self._pump_requests(exchange, context, up, first))
+        pump = asyncio.create_task(self._pump_requests(call, exchange, context, up, first))
         response: bytes | None = None
+        attempt_ended = False
         try:
             if isinstance(up, aio.StreamStreamCall):
                 await self._relay_responses(exchange, context, up)
@@ -508,6 +520,13 @@ class Proxy:
         except aio.AioRpcError as error:
             self._end_attempt(exchange, endpoint, error.code())
             await self._forward_error(context, exchange, error)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if exchange.stop is None or (current is not None and current.cancelling()):
+                self._abandon(exchange, endpoint, up, exc)
+                raise
+            self._end_attempt(exchange, endpoint, None)  # a filter ended it, not the upstream
+            attempt_ended = True
         except BaseException as exc:
             self._abandon(exchange, endpoint, up, exc)
             raise
@@ -516,6 +535,11 @@ class Proxy:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
+        if exchange.stop is not None:
+            if not attempt_ended:
+                self._end_attempt(exchange, endpoint, None)
+            stop, name = exchange.stop
+            await self._refuse(context, exchange, stop, name)
         self._end_attempt(exchange, endpoint, grpc.StatusCode.OK)
         await self._send_headers(context, exchange, up)
         self._finish_ok(context, exchange, await up.trailing_metadata())
@@ -523,12 +547,18 @@ class Proxy:
 
     async def _pump_requests(
         self,
+        call: Call,
         exchange: _Exchange,
         context: Context,
         up: aio.StreamUnaryCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes],
         first: bytes | None,
     ) -> None:
-        """Copy the caller's messages to the upstream and half-close it after the last."""
+        """Copy the caller's messages to the upstream and half-close it after the last.
+
+        Each message after the first goes through the filters that read every message;
+        when one stops the call, the upstream call is cancelled and the stop noted in
+        ``exchange.stop`` for the relay to end the call with.
+        """
         try:
             if first is not None:
                 await up.write(first)
@@ -539,6 +569,14 @@ class Proxy:
                         break
                     exchange.request_messages += 1
                     exchange.request_bytes += len(message)
+                    if exchange.stream_readers:
+                        stop, name = await self._chain.on_stream_message(
+                            call, message, exchange.stream_readers
+                        )
+                        if stop is not None:
+                            exchange.stop = (stop, name)
+                            up.cancel()
+                            return
                     await up.write(message)
             await up.done_writing()
         except (asyncio.InvalidStateError, aio.AioRpcError, aio.UsageError):

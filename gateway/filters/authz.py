@@ -2,10 +2,11 @@
 
 Runs after ``authn``. The scope a method needs comes from
 :mod:`gateway.auth.scopes`; the model a request names is read from the first
-request message alone (:mod:`gateway.model_field`) and checked against the
-key's and the project's allowlists. A refused call ends with PERMISSION_DENIED
-and a reason (``SCOPE_MISSING``, ``METHOD_NOT_ALLOWED``, ``MODEL_NOT_ALLOWED``)
-and is recorded in the audit log. A call ``authn`` did not authenticate is
+request message (:mod:`gateway.model_field`), and from every later request of a
+``Chat`` stream, and checked against the key's and the project's allowlists (a
+later request naming a forbidden model ends the whole stream). A refused call ends
+with PERMISSION_DENIED and a reason (``SCOPE_MISSING``, ``METHOD_NOT_ALLOWED``,
+``MODEL_NOT_ALLOWED``) and is recorded in the audit log. A call ``authn`` did not authenticate is
 UNAUTHENTICATED.
 """
 
@@ -44,6 +45,10 @@ class AuthzFilter(GatewayFilter):
         """Only methods whose request names a model."""
         return self._config.check_models and self._models.path(method) is not None
 
+    def reads_every_message_of(self, method: str) -> bool:
+        """Every request of a ``Chat`` stream names its own model: each is checked."""
+        return self.reads_first_message_of(method)
+
     def _refuse(self, call: Call, error: LlmgwError) -> Stop:
         stop = Stop.of(error)
         record_refusal(self._audit, AUTHORIZE_ACTION, call, stop)
@@ -76,6 +81,23 @@ class AuthzFilter(GatewayFilter):
         model = self._models.read(call.method, message)
         if model and not call.model:
             call.model = model
+        try:
+            self._authorizer.check_model(grants, model)
+        except LlmgwError as error:
+            return self._refuse(call, error)
+        return None
+
+    async def on_stream_message(self, call: Call, message: bytes) -> Stop | None:
+        """Refuse a stream whose later request names a model its key or project may not use;
+        messages naming no model (a Chat cancel) pass."""
+        grants = self._grants_of(call)
+        if isinstance(grants, LlmgwError):
+            return self._refuse(call, grants)
+        if not self._authorizer.restricts_models(grants):
+            return None
+        model = self._models.read(call.method, message)
+        if not model:
+            return None
         try:
             self._authorizer.check_model(grants, model)
         except LlmgwError as error:

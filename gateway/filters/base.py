@@ -6,6 +6,8 @@ every call::
 
     on_request(call)                    in chain order, until one returns a Stop
     on_first_message(call, message)     only filters that read the method's first message
+    on_stream_message(call, message)    each later message of a request stream, to the
+                                        filters that read every message of the method
     ... the call is forwarded upstream ...
     on_call_end(call, outcome)          every filter whose on_request ran, in reverse order
 
@@ -199,6 +201,19 @@ class GatewayFilter(ABC):  # noqa: B024 - every hook has a default; subclasses p
 
         Not called when the client sends no message at all.
         """
+        return None
+
+    def reads_every_message_of(self, method: str) -> bool:
+        """Whether the filter also wants every later request message of ``method``'s streams.
+
+        Asked once per method, only of filters that read the first message; the default
+        is False. Such a filter's :meth:`on_stream_message` sees each message the client
+        streams after the first, before it goes upstream.
+        """
+        return False
+
+    async def on_stream_message(self, call: Call, message: bytes) -> Stop | None:
+        """Decide on a later message of a request stream; a Stop ends the whole call."""
         return None
 
     def on_call_end(self, call: Call, outcome: CallOutcome) -> None:

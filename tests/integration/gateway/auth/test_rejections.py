@@ -17,6 +17,7 @@ from gateway.auth.tokens import JwtSettings
 from llmgw.admin.v1 import admin_pb2
 from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
+from llmgw.inference.v1 import inference_pb2
 from tests.integration.gateway.auth.support import (
     SecureGateway,
     admin_key,
@@ -26,7 +27,8 @@ from tests.integration.gateway.auth.support import (
 )
 from tests.integration.models.rpc_errors import failure, reason
 from tests.unit.gateway.auth.jwks import AUDIENCE, ISSUER, SigningKey, hs256_key, token, write_jwks
-from tests.unit.gateway.raw_upstream import RawReplica
+from tests.unit.gateway.conftest import eventually
+from tests.unit.gateway.raw_upstream import INFERENCE, RawReplica
 
 S = admin_pb2
 
@@ -301,3 +303,38 @@ async def test_malformed_metadata_through_the_gateway_is_never_internal(
         else:
             raise AssertionError(f"accepted {metadata}")
     assert upstream.seen == []
+
+
+def _chat_start(model: str, request_id: str) -> bytes:
+    return inference_pb2.ChatRequest(
+        start=inference_pb2.CompletionRequest(model=model, request_id=request_id)
+    ).SerializeToString()
+
+
+async def test_a_later_chat_request_naming_a_forbidden_model_ends_the_stream(
+    gateway: SecureGateway, upstream: RawReplica, tmp_path: Path
+) -> None:
+    admin = admin_key(tmp_path / "admin.key")
+    limited = await _key(gateway, admin, S.API_KEY_SCOPE_INFERENCE, models=("chat",))
+    chat: aio.StreamStreamMultiCallable[bytes, bytes] = gateway.channel.stream_stream(
+        f"/{INFERENCE}/Chat"
+    )
+    stream = chat(metadata=bearer(limited.secret), timeout=5)
+    await stream.write(_chat_start("chat", "r1"))
+    echoed = await stream.read()
+    assert isinstance(echoed, bytes) and echoed.endswith(_chat_start("chat", "r1"))
+    cancel = inference_pb2.ChatRequest(cancel=inference_pb2.ChatCancel(request_id="r1"))
+    await stream.write(cancel.SerializeToString())  # names no model: passes
+    echoed = await stream.read()
+    assert isinstance(echoed, bytes) and echoed.endswith(cancel.SerializeToString())
+    await stream.write(_chat_start("gpt-4o", "r2"))
+    error = await failure(stream.read())
+    assert (error.code(), reason(error)) == (grpc.StatusCode.PERMISSION_DENIED, "MODEL_NOT_ALLOWED")
+    await eventually(lambda: upstream.in_progress == 0)  # the upstream call ended too
+    refusals = [
+        event.entry
+        for _, event in gateway.events.published
+        if isinstance(event, events_pb2.AuditRecorded)
+        and event.entry.action == "gateway.calls.authorize"
+    ]
+    assert refusals and refusals[-1].resource == f"/{INFERENCE}/Chat"
