@@ -154,6 +154,23 @@ class RateLimit(GatewayFilter):
         """Methods whose requests name a model are checked on their first message."""
         return self._models.path(method) is not None
 
+    def reads_every_message_of(self, method: str) -> bool:
+        """Every request of a ``Chat`` stream is charged, not only the first."""
+        return self._models.path(method) is not None
+
+    async def on_stream_message(self, call: Call, message: bytes) -> Stop | None:
+        """Charge a later request of a stream (a message naming a model) for one request
+        and its token estimate; no usage comes back per request, so the estimate stands,
+        and the stream's concurrency lease (taken by the first) covers it."""
+        model = self._models.read(call.method, message)
+        if not model:
+            return None
+        rules = self._rules(call, model)
+        if not rules:
+            return None
+        tokens = self._estimator.estimate(call.method, message)
+        return await self._check(call, model=model, tokens=tokens, rules=rules, hold=False)
+
     async def on_request(self, call: Call) -> Stop | None:
         """Check calls of methods without a model now (one request, no tokens)."""
         if self._models.path(call.method) is not None:
@@ -180,10 +197,15 @@ class RateLimit(GatewayFilter):
         model: str,
         tokens: int,
         rules: tuple[RateLimitRule, ...] | None = None,
+        hold: bool = True,
     ) -> Stop | None:
+        """Charge the call; with ``hold`` it also takes leases and keeps what it took
+        until the call ends (to correct tokens and free the leases)."""
         if rules is None:
             rules = self._rules(call, model)
         charge = self._charge(call, rules, tokens)
+        if not hold:
+            charge = Charge(charge.rates, ())
         if not charge:
             return None
         lease_id = uuid.uuid4().hex if charge.leases else ""
@@ -215,7 +237,7 @@ class RateLimit(GatewayFilter):
             return self._refuse(decision)
         self._allowed.inc()
         token_charges = tuple(r for r in charge.rates if r.kind is LimitKind.TOKENS)
-        if token_charges or charge.leases:
+        if hold and (token_charges or charge.leases):
             self._taken[id(call)] = _Taken(limiter, token_charges, charge.leases, lease_id, tokens)
         return None
 

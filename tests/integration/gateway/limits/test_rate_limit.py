@@ -342,3 +342,39 @@ async def test_streaming_calls_are_limited_on_their_first_message(
         with pytest.raises(aio.AioRpcError) as refused:
             await refused_call()
         assert_refused(refused.value, RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
+
+
+async def test_every_request_of_a_chat_stream_is_charged(
+    start_gateway: StartGateway,
+    start_replicas: StartReplicas,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    (replica,) = await start_replicas(1)
+    rule = {"id": "rpm", "key": "k1", "requests_per_minute": 2}
+    gateway = await start_limited(
+        start_gateway, replica, tmp_path, rate_limit=_config(redis_url, redis_prefix, rule)
+    )
+
+    def start(request_id: str) -> bytes:
+        return inference_pb2.ChatRequest(
+            start=inference_pb2.CompletionRequest(model="m", request_id=request_id)
+        ).SerializeToString()
+
+    cancel = inference_pb2.ChatRequest(
+        cancel=inference_pb2.ChatCancel(request_id="r1")
+    ).SerializeToString()
+
+    async def requests() -> AsyncIterator[bytes]:
+        for message in (start("r1"), cancel, start("r2"), start("r3")):
+            yield message
+            await asyncio.sleep(0.05)
+
+    received: list[bytes] = []
+    with pytest.raises(aio.AioRpcError) as refused:
+        async for message in gateway.bidi()(requests(), metadata=caller("k1")):
+            received.append(message)
+    assert_refused(refused.value, RESOURCE_EXHAUSTED, "RATE_LIMITED_REQUESTS")
+    # two starts and the cancel (which names no model and is free) went through
+    assert len(received) == 3
