@@ -7,8 +7,9 @@ the check of all of them is one Lua script, one Redis round trip, shared exactly
 every gateway replica (see :mod:`gateway.limits.gcra`).
 
 Calls of methods whose requests name a model are checked on their first message,
-which also gives the token reservation (:mod:`gateway.limits.estimate`); other calls
-are checked on arrival and reserve no tokens. At the end of a call the reservation
+which also gives the token reservation (:mod:`gateway.limits.estimate`), and every
+later request of a ``Chat`` stream is charged too; other calls are checked on
+arrival and reserve no tokens. At the end of a call the reservation
 is corrected by the usage the upstream reports in its trailers (or given back
 when the call never reached an upstream). Corrections are summed per limit and
 written together every ``correction_interval_seconds`` (one script for all the
