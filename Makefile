@@ -52,7 +52,7 @@ test: lint typecheck buf
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python -m pytest -m slow -o addopts="-ra" bench $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow -o addopts="-ra" bench tests $(PYTEST_ARGS)
 
 clean:
 	rm -rf .build .llmgw .mypy_cache .pytest_cache .ruff_cache
