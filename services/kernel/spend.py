@@ -15,7 +15,8 @@ script can update a key's and its project's counters atomically on Redis Cluster
 Recording is idempotent by event id: :meth:`SpendLedger.record` marks the id and
 adds to every counter in one Lua script, and a second record of the same id
 (a replayed or duplicated event) changes nothing while the mark lives
-(``dedupe_window``). Counters expire a day after their period ends.
+(``dedupe_window``). Counters expire a day after their period ends; spend of a
+period whose counter has already expired is not recorded (nobody reads it any more).
 """
 
 from __future__ import annotations
@@ -99,9 +100,12 @@ _RECORD = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
+local now = tonumber(redis.call('TIME')[1])
 for i = 2, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2])
-  redis.call('EXPIREAT', KEYS[i], ARGV[i + 1])
+  if tonumber(ARGV[i + 1]) > now then  -- a counter already expired is not made again
+    redis.call('INCRBY', KEYS[i], ARGV[2])
+    redis.call('EXPIREAT', KEYS[i], ARGV[i + 1])
+  end
 end
 return 1
 """

@@ -4,7 +4,12 @@ A ``UsageRecorded`` becomes a :class:`UsageFact` (its dimensions, the time it
 counts at, and the numbers it adds), an ``AuditRecorded`` an
 :class:`AuditFact`. An event that cannot be counted correctly (negative
 counts or amounts, a cost without a currency, an audit entry without id or
-action) raises :class:`MalformedEvent`; the pipeline dead-letters it.
+action) or that SQL could not store (a time outside years 1970 to 9999, a text
+with a NUL or longer than :data:`MAX_TEXT`, a count or amount over
+:data:`MAX_VALUE`) raises :class:`MalformedEvent`; the pipeline dead-letters it,
+so one bad event never holds up the others. Tags longer than :data:`MAX_TAGS`
+bytes are counted as :data:`OVERSIZED_TAGS`, so the request's usage and cost
+are kept.
 """
 
 from __future__ import annotations
@@ -41,6 +46,17 @@ DIMENSIONS: tuple[str, ...] = ("api_key_id", "project_id", "model", "provider")
 """The plain grouping columns of a usage rollup (tags are kept apart)."""
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_TEXT = 512
+"""Longest id, model, provider, actor, action or resource kept, in characters."""
+MAX_TAGS = 2048
+"""Longest tag set kept, in bytes of its canonical JSON (rollup rows are keyed by it)."""
+OVERSIZED_TAGS = '{"llmgw.tags":"oversized"}'
+"""The tags a request with oversized tags is counted under."""
+MAX_VALUE = 10**15
+"""Largest token count or amount (nanos: a million units of currency) one event may add,
+so that sums of a bucket stay far inside a 64-bit integer."""
+MAX_EPOCH_SECONDS = 253402300799
+"""The last second of the year 9999."""
 
 
 class Granularity(enum.IntEnum):
@@ -136,6 +152,8 @@ def usage_fact(event_id: str, event_time: datetime, event: events_pb2.UsageRecor
     )
     if any(value < 0 for value in (*tokens, *amounts)):
         raise MalformedEvent(f"usage event {event_id} has a negative token count or amount")
+    if any(value > MAX_VALUE for value in (*tokens, *amounts)):
+        raise MalformedEvent(f"usage event {event_id} has a count or amount over {MAX_VALUE}")
     currency = cost.currency_code
     if currency and not _CURRENCY.match(currency):
         raise MalformedEvent(f"usage event {event_id} has currency {currency!r}, not ISO 4217")
@@ -143,18 +161,38 @@ def usage_fact(event_id: str, event_time: datetime, event: events_pb2.UsageRecor
         raise MalformedEvent(f"usage event {event_id} has a cost without a currency")
     has_start = event.HasField("start_time")
     at = event.start_time.seconds if has_start else int(event_time.timestamp())
+    _check_time(event_id, at)
     failed = event.HasField("error") and event.error.code != 0
-    return UsageFact(
+    fact = UsageFact(
         event_id=event_id,
         at=at,
         api_key_id=event.api_key_id,
         project_id=event.project_id,
         model=event.served_by.model or event.requested_model,
         provider=event.served_by.provider,
-        tags=canonical_tags(dict(event.tags)),
+        tags=_bounded_tags(dict(event.tags)),
         currency_code=currency,
         counters=(1, int(failed), int(event.cached), *tokens, *amounts),
     )
+    _check_texts(event_id, fact.event_id, *fact.dimensions)
+    return fact
+
+
+def _bounded_tags(tags: dict[str, str]) -> str:
+    """The canonical tags, or :data:`OVERSIZED_TAGS` when they are too long to key rows by
+    (the request still counts, under that one tag)."""
+    text = canonical_tags(tags)
+    return text if len(text.encode()) <= MAX_TAGS else OVERSIZED_TAGS
+
+
+def _check_time(event_id: str, epoch_seconds: int) -> None:
+    if not 0 <= epoch_seconds <= MAX_EPOCH_SECONDS:
+        raise MalformedEvent(f"event {event_id} has a time outside the years 1970 to 9999")
+
+
+def _check_texts(event_id: str, *texts: str) -> None:
+    if any(len(text) > MAX_TEXT or "\x00" in text for text in texts):
+        raise MalformedEvent(f"event {event_id} has a text over {MAX_TEXT} characters or a NUL")
 
 
 def audit_fact(event_id: str, event_time: datetime, event: events_pb2.AuditRecorded) -> AuditFact:
@@ -170,6 +208,10 @@ def audit_fact(event_id: str, event_time: datetime, event: events_pb2.AuditRecor
         raise MalformedEvent(f"audit event {event_id} has no action")
     if not entry.HasField("time"):
         entry.time.FromDatetime(event_time)
+    _check_time(event_id, entry.time.seconds)
+    _check_texts(
+        event_id, entry.id, entry.actor.id, entry.actor.project_id, entry.action, entry.resource
+    )
     return AuditFact(
         id=entry.id,
         time_micros=entry.time.ToMicroseconds(),

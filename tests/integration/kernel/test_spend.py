@@ -76,3 +76,15 @@ async def test_a_new_period_starts_from_zero(ledger: SpendLedger) -> None:
         "USD", [(KEY, BudgetPeriod.DAY), (KEY, BudgetPeriod.WEEK)], next_day
     ) == [0, 900]
     assert await ledger.spent("EUR", [(KEY, BudgetPeriod.DAY)], AT) == [0]
+
+
+async def test_spend_of_a_long_gone_period_makes_no_counter(
+    ledger: SpendLedger, redis_url: str, redis_prefix: str
+) -> None:
+    long_ago = datetime(2020, 1, 15, tzinfo=UTC)
+    assert await ledger.record("req-late", "USD", [KEY], 500, long_ago)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert [key async for key in client.scan_iter(match=f"{redis_prefix}*:key:*")] == []
+    finally:
+        await client.aclose()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf import timestamp_pb2
 
 from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
 from services.usage.facts import (
     COUNTERS,
+    OVERSIZED_TAGS,
     Granularity,
     MalformedEvent,
     audit_fact,
@@ -96,3 +98,34 @@ def test_an_audit_entry_takes_the_event_id_and_time_when_it_has_none() -> None:
     assert fact.time_micros == int(EVENT_TIME.timestamp()) * 1_000_000
     with pytest.raises(MalformedEvent):
         audit_fact("e2", EVENT_TIME, events_pb2.AuditRecorded())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"start_time": timestamp_pb2.Timestamp(seconds=253402300800)},  # year 10000
+        {"requested_model": "bot\x00", "served_by": common_pb2.ServingInfo()},
+        {"api_key_id": "k" * 513},
+        {"usage": common_pb2.Usage(input_tokens=10**15 + 1)},
+        {"cost": common_pb2.Cost(currency_code="USD", total_nanos=2**62)},
+    ],
+)
+def test_events_sql_could_not_store_are_malformed(fields: dict[str, object]) -> None:
+    with pytest.raises(MalformedEvent):
+        usage_fact("e1", EVENT_TIME, event(**fields))
+
+
+def test_oversized_tags_count_under_one_tag_and_keep_the_cost() -> None:
+    message = event()
+    message.tags["note"] = "x" * 4000
+    fact = usage_fact("e1", EVENT_TIME, message)
+    assert fact.tags == OVERSIZED_TAGS
+    assert fact.total_nanos == 9
+
+
+def test_an_audit_entry_from_beyond_year_9999_is_malformed() -> None:
+    entry = common_pb2.AuditEntry(
+        id="a1", action="x.y", time=timestamp_pb2.Timestamp(seconds=253402300800)
+    )
+    with pytest.raises(MalformedEvent):
+        audit_fact("a1", EVENT_TIME, events_pb2.AuditRecorded(entry=entry))
