@@ -12,13 +12,16 @@ under these keys. It drops every ``llmgw-`` key a client sends (see
 =====================  =====================================================
 
 A call without them (e.g. straight to a service inside the cluster) has an
-anonymous principal.
+anonymous principal. Values are percent-encoded (UTF-8) wherever they hold
+anything but printable ASCII, since gRPC metadata values must be; ``%`` itself
+is always encoded, so decoding is exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 ACTOR_TYPE = "llmgw-actor-type"
 ACTOR_ID = "llmgw-actor-id"
@@ -50,7 +53,7 @@ class Principal:
             (PROJECT_ID, self.project_id),
             (ACTOR_NAME, self.display_name),
         )
-        return tuple((key, value) for key, value in pairs if value)
+        return tuple((key, _encode(value)) for key, value in pairs if value)
 
 
 def principal_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> Principal:
@@ -58,7 +61,7 @@ def principal_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> Principa
     values: dict[str, str] = {}
     for key, value in metadata or ():
         if isinstance(value, str) and key in _KEYS:
-            values[key] = value
+            values[key] = unquote(value)
     return Principal(
         actor_type=values.get(ACTOR_TYPE, "").lower(),
         actor_id=values.get(ACTOR_ID, ""),
@@ -68,3 +71,8 @@ def principal_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> Principa
 
 
 _KEYS = frozenset({ACTOR_TYPE, ACTOR_ID, PROJECT_ID, ACTOR_NAME})
+_PLAIN = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def _encode(value: str) -> str:
+    return quote(value, safe=_PLAIN)

@@ -23,3 +23,11 @@ def test_the_gateway_drops_identity_a_client_sends() -> None:
     forwarded = upstream_request_metadata((*forged, ("x-custom", "kept")), "req-1")
     assert principal_of(forwarded) == Principal()
     assert ("x-custom", "kept") in forwarded
+
+
+def test_names_beyond_printable_ascii_travel_percent_encoded_and_come_back_exact() -> None:
+    principal = Principal("user", "josé@example.com", "proj-ü", "José García 100%\n")
+    metadata = principal.to_metadata()
+    for _, value in metadata:
+        assert all(0x20 <= ord(c) < 0x7F for c in value)
+    assert principal_of(metadata) == principal

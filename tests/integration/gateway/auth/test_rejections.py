@@ -18,6 +18,7 @@ from llmgw.admin.v1 import admin_pb2
 from llmgw.common.v1 import common_pb2
 from llmgw.events.v1 import events_pb2
 from llmgw.inference.v1 import inference_pb2
+from services.kernel.identity import principal_of
 from tests.integration.gateway.auth.support import (
     SecureGateway,
     admin_key,
@@ -338,3 +339,20 @@ async def test_a_later_chat_request_naming_a_forbidden_model_ends_the_stream(
         and event.entry.action == "gateway.calls.authorize"
     ]
     assert refusals and refusals[-1].resource == f"/{INFERENCE}/Chat"
+
+
+async def test_a_key_named_beyond_ascii_reaches_the_upstream_with_its_name(
+    gateway: SecureGateway, upstream: RawReplica, tmp_path: Path
+) -> None:
+    admin = admin_key(tmp_path / "admin.key")
+    created = await gateway.admin.CreateApiKey(
+        S.CreateApiKeyRequest(
+            api_key=S.ApiKey(
+                project_id="default", display_name="Clé prod", scopes=[S.API_KEY_SCOPE_INFERENCE]
+            )
+        ),
+        metadata=bearer(admin),
+        timeout=5,
+    )
+    await gateway.complete()(completion(), metadata=bearer(created.secret), timeout=5)
+    assert principal_of(upstream.seen[-1].metadata.items()).display_name == "Clé prod"
