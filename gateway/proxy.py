@@ -294,7 +294,7 @@ class Proxy:
         """Run the chain for a unary-request call."""
         exchange.request_messages = 1
         exchange.request_bytes = len(request)
-        stop, exchange.reached = await self._chain.on_request(call)
+        stop, exchange.reached = await self._on_request(call, exchange)
         if stop is not None:
             name = self._chain.filters[exchange.reached - 1].name
             await self._refuse(context, exchange, stop, name)
@@ -311,7 +311,7 @@ class Proxy:
         Returns the first request message when the chain read it (None when it did
         not, or when the client sent nothing).
         """
-        stop, exchange.reached = await self._chain.on_request(call)
+        stop, exchange.reached = await self._on_request(call, exchange)
         if stop is not None:
             name = self._chain.filters[exchange.reached - 1].name
             await self._refuse(context, exchange, stop, name)
@@ -326,6 +326,15 @@ class Proxy:
         if stop is not None:
             await self._refuse(context, exchange, stop, name)
         return first
+
+    async def _on_request(self, call: Call, exchange: _Exchange) -> tuple[Stop | None, int]:
+        """The chain's ``on_request``; when it raises (the caller cancelled while a filter
+        awaited), every filter is told of the call's end, so none keeps what it took."""
+        try:
+            return await self._chain.on_request(call)
+        except BaseException:
+            exchange.reached = len(self._chain.filters)
+            raise
 
     async def _refuse(
         self, context: Context, exchange: _Exchange, stop: Stop, name: str

@@ -10,6 +10,8 @@ every call::
                                         filters that read every message of the method
     ... the call is forwarded upstream ...
     on_call_end(call, outcome)          every filter whose on_request ran, in reverse order
+                                        (every filter, when the caller went away while
+                                        on_request hooks were still running)
 
 Around them, ``await start()`` runs once before the gateway serves (open connections,
 load caches) and ``await stop()`` once after it has drained, then ``close()``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import EntryPoint
 
 from gateway.filters.base import Call, FilterContext, FilterPlugin, GatewayFilter, Stop
@@ -65,6 +66,25 @@ class BearerGate(GatewayFilter):
         return None
 
 
+class SlowGateConfig(Section):
+    """Waits ``seconds`` in ``on_request`` (a filter awaiting a remote check)."""
+
+    seconds: float = 1.0
+
+
+class SlowGate(GatewayFilter):
+    def __init__(self, config: SlowGateConfig) -> None:
+        self._seconds = config.seconds
+
+    async def on_request(self, call: Call) -> Stop | None:
+        await asyncio.sleep(self._seconds)
+        return None
+
+
+def _slow_gate(config: SlowGateConfig, context: FilterContext) -> SlowGate:
+    return SlowGate(config)
+
+
 def _bearer_gate(config: BearerGateConfig, context: FilterContext) -> BearerGate:
     return BearerGate(config)
 
@@ -80,9 +100,11 @@ def _model_gate(config: ModelGateConfig, context: FilterContext) -> ModelGate:
 key_gate = FilterPlugin(config_model=KeyGateConfig, build=_key_gate)
 model_gate = FilterPlugin(config_model=ModelGateConfig, build=_model_gate)
 bearer_gate = FilterPlugin(config_model=BearerGateConfig, build=_bearer_gate)
+slow_gate = FilterPlugin(config_model=SlowGateConfig, build=_slow_gate)
 
 ENTRY_POINTS = (
     EntryPoint("key_gate", f"{__name__}:key_gate", "llmgw.gateway_filters"),
     EntryPoint("model_gate", f"{__name__}:model_gate", "llmgw.gateway_filters"),
     EntryPoint("bearer_gate", f"{__name__}:bearer_gate", "llmgw.gateway_filters"),
+    EntryPoint("slow_gate", f"{__name__}:slow_gate", "llmgw.gateway_filters"),
 )

@@ -310,3 +310,22 @@ async def test_a_filter_failing_to_start_stops_those_already_started() -> None:
     with pytest.raises(RuntimeError, match="cannot connect"):
         await chain.start()
     assert events == ["start a", "stop a"]
+
+
+async def test_a_call_cancelled_while_a_filter_decides_still_ends_in_every_filter(
+    start_gateway: StartGateway, start_replicas: StartReplicas, tmp_path: Path
+) -> None:
+    replicas = await start_replicas(1)
+    log = tmp_path / "access.log"
+    settings = gateway_settings(
+        cluster(r.address for r in replicas),
+        log,
+        filters=_chain(log, FilterSettings(name="slow_gate", config={"seconds": 5})),
+    )
+    running = await start_gateway(settings, available_filters=sample_filters.ENTRY_POINTS)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await running.unary()(b"", timeout=0.3)
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    await eventually(lambda: len(running.log_lines()) == 1)
+    assert running.log_lines()[0]["code"] == "CANCELLED"
+    assert replicas[0].seen == []
