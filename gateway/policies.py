@@ -17,6 +17,30 @@ from services.kernel.identity import Principal
 from services.kernel.spend import BudgetPeriod, SpendSubject
 
 
+def model_name_of(ref: str) -> str:
+    """The model a reference names: ``m`` for ``m``, ``m@alias`` and ``m/versions/v``."""
+    return ref.partition("@")[0].partition("/versions/")[0]
+
+
+def model_matches(ref: str, entries: Sequence[str]) -> bool:
+    """Whether ``entries`` (empty: every model) cover the model reference ``ref``.
+
+    An entry covers the reference itself, every alias and version of the model it
+    names (``gpt-4o`` covers ``gpt-4o@production`` and ``gpt-4o/versions/3``), and,
+    ending in ``*``, every reference starting with what precedes it. A group is a
+    name of its own: an entry naming a model does not cover groups that hold it.
+    """
+    if not entries:
+        return True
+    name = model_name_of(ref)
+    for entry in entries:
+        if entry in (ref, name):
+            return True
+        if entry.endswith("*") and ref.startswith(entry[:-1]):
+            return True
+    return False
+
+
 class BudgetEnforcement(enum.Enum):
     """What happens when a budget is used up."""
 
@@ -40,8 +64,8 @@ class RateLimitRule:
     max_concurrent_requests: int = 0
 
     def applies_to(self, model: str) -> bool:
-        """Whether a call naming ``model`` counts against this rule."""
-        return not self.models or model in self.models
+        """Whether a call naming ``model`` counts against this rule (see :func:`model_matches`)."""
+        return model_matches(model, self.models)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,24 +9,10 @@ with a stable reason.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from gateway.auth.grants import Grants, KeySource
 from gateway.auth.scopes import required_scope
+from gateway.policies import model_matches
 from services.kernel.errors import PermissionDenied
-
-
-def model_allowed(model: str, allowed: Sequence[str]) -> bool:
-    """Whether ``allowed`` (empty: everything) lets a call name ``model``."""
-    if not allowed:
-        return True
-    base = model.partition("@")[0]
-    for entry in allowed:
-        if entry in (model, base):
-            return True
-        if entry.endswith("*") and model.startswith(entry[:-1]):
-            return True
-    return False
 
 
 class Authorizer:
@@ -62,13 +48,13 @@ class Authorizer:
                 "the request names no model, but the caller may only use some",
                 reason="MODEL_NOT_ALLOWED",
             )
-        if not model_allowed(model, grants.allowed_models):
+        if not model_matches(model, grants.allowed_models):
             raise PermissionDenied(
                 f"the API key may not use model {model!r}",
                 reason="MODEL_NOT_ALLOWED",
                 metadata={"model": model},
             )
-        if not model_allowed(model, project_models):
+        if not model_matches(model, project_models):
             raise PermissionDenied(
                 f"the project may not use model {model!r}",
                 reason="MODEL_NOT_ALLOWED",

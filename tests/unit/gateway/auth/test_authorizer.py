@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth.authorizer import Authorizer, model_allowed
+from gateway.auth.authorizer import Authorizer
 from gateway.auth.grants import Grants, KeyRecord, ProjectRecord
 from gateway.auth.scopes import Scope, required_scope
+from gateway.policies import model_matches
 from services.kernel.errors import PermissionDenied
 from services.kernel.identity import Principal
 
@@ -59,14 +60,14 @@ def test_a_missing_scope_and_an_unknown_method_are_denied_with_their_reasons() -
 
 
 def test_model_allowlists_take_names_aliases_and_prefixes() -> None:
-    assert model_allowed("anything", ())
-    assert model_allowed("chat", ("chat",))
-    assert model_allowed("chat@production", ("chat",))
-    assert model_allowed("chat@production", ("chat@production",))
-    assert not model_allowed("chat", ("chat@production",))
-    assert not model_allowed("chat@staging", ("chat@production",))
-    assert model_allowed("sim-large", ("sim-*",))
-    assert not model_allowed("gpt-4o", ("sim-*", "chat"))
+    assert model_matches("anything", ())
+    assert model_matches("chat", ("chat",))
+    assert model_matches("chat@production", ("chat",))
+    assert model_matches("chat@production", ("chat@production",))
+    assert not model_matches("chat", ("chat@production",))
+    assert not model_matches("chat@staging", ("chat@production",))
+    assert model_matches("sim-large", ("sim-*",))
+    assert not model_matches("gpt-4o", ("sim-*", "chat"))
 
 
 def test_both_the_key_and_the_project_list_must_allow_the_model() -> None:
@@ -82,3 +83,8 @@ def test_both_the_key_and_the_project_list_must_allow_the_model() -> None:
         assert caught.value.reason == "MODEL_NOT_ALLOWED"
     assert not Authorizer(Projects()).restricts_models(_grants())
     Authorizer(Projects()).check_model(_grants(), "")
+
+
+def test_an_allowed_model_covers_its_versions() -> None:
+    assert model_matches("chat/versions/2", ("chat",))
+    assert not model_matches("chatter/versions/2", ("chat",))

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.limits.rules import BudgetRuleConfig, RateLimitRuleConfig, StaticPolicies
-from gateway.policies import BudgetEnforcement
+from gateway.policies import BudgetEnforcement, RateLimitRule
 from services.kernel.identity import API_KEY_ACTOR, Principal
 from services.kernel.spend import BudgetPeriod, SpendSubject, SubjectKind
 
@@ -42,3 +42,12 @@ def test_model_restricted_rules_apply_to_their_models_only() -> None:
     rule = RateLimitRuleConfig(id="m", key="k1", models=("a",), requests_per_minute=1).rule()
     assert rule.applies_to("a")
     assert not rule.applies_to("b")
+
+
+def test_a_rule_on_a_model_covers_its_aliases_and_versions_but_not_other_models() -> None:
+    rule = RateLimitRule("r", SpendSubject(SubjectKind.API_KEY, "k1"), models=("gpt-4o",))
+    for ref in ("gpt-4o", "gpt-4o@production", "gpt-4o/versions/3"):
+        assert rule.applies_to(ref), ref
+    for ref in ("gpt-4o-mini", "chat", "gpt-4o-mini@production"):
+        assert not rule.applies_to(ref), ref
+    assert RateLimitRule("all", SpendSubject(SubjectKind.API_KEY, "k1")).applies_to("any")
