@@ -8,6 +8,8 @@ from services.kernel.errors import FieldViolation, InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
 
 
 def page_size_of(page_size: int) -> int:
@@ -47,13 +49,7 @@ def decode_int(token: str, kind: str) -> int:
     parts = decode(token, kind, 1)
     if parts is None:
         return 0
-    try:
-        return int(parts[0])
-    except ValueError:
-        raise InvalidArgument(
-            "page_token is not valid",
-            [FieldViolation("page_token", "is not a token of this listing")],
-        ) from None
+    return _int64(parts[0])
 
 
 def decode_created(token: str, kind: str) -> tuple[int, str] | None:
@@ -61,10 +57,19 @@ def decode_created(token: str, kind: str) -> tuple[int, str] | None:
     parts = decode(token, kind, 2)
     if parts is None:
         return None
+    return _int64(parts[0]), parts[1]
+
+
+def _int64(part: str) -> int:
+    """A cursor number, which SQL compares as a 64-bit integer; INVALID_ARGUMENT when
+    it is not a number or out of that range (a forged token)."""
     try:
-        return int(parts[0]), parts[1]
+        number = int(part)
     except ValueError:
+        number = None
+    if number is None or not _INT64_MIN <= number <= _INT64_MAX:
         raise InvalidArgument(
             "page_token is not valid",
             [FieldViolation("page_token", "is not a token of this listing")],
-        ) from None
+        )
+    return number

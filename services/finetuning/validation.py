@@ -8,6 +8,7 @@ Two formats (JSON lines, UTF-8):
   messages need a ``tool_call_id``; ``weight`` on assistant messages is 0 or 1;
 - prompt/completion: ``{"prompt": "...", "completion": "..."}``.
 
+A line nesting JSON deeper than Python can parse is reported as TOO_DEEP.
 Every bad line is reported with its number (from 1), a stable code, a message
 and the field path; the report keeps the first :data:`MAX_REPORTED_ERRORS`
 but counts all. Tokens are estimated at about four characters a token (the
@@ -88,7 +89,10 @@ def validate(content: bytes, fmt: ft.DatasetFormat.ValueType, limits: Limits) ->
             report.add(number, "TOO_MANY_LINES", f"more than {limits.max_lines} lines")
             break
         problems: list[tuple[str, str, str]] = []
-        tokens = _check_line(raw, check, problems)
+        try:
+            tokens = _check_line(raw, check, problems)
+        except RecursionError:
+            problems = [("TOO_DEEP", "the line nests JSON too deeply", "")]
         for code, message, path in problems:
             report.add(number, code, message, path)
         if problems:

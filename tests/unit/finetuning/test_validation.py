@@ -142,3 +142,11 @@ def test_errors_are_all_counted_but_only_the_first_are_kept() -> None:
     report = validate(b"{x\n" * (MAX_REPORTED_ERRORS + 5), CHAT, Limits(1 << 20, 1000, 1, 1000))
     assert report.error_count == MAX_REPORTED_ERRORS + 5
     assert len(report.errors) == MAX_REPORTED_ERRORS
+
+
+@pytest.mark.parametrize("depth", [5_000, 200_000])
+def test_a_line_nesting_json_too_deeply_is_reported_not_raised(depth: int) -> None:
+    deep = '{"messages": ' + "[" * depth + "]" * depth + "}"
+    report = validate(f"{GOOD}\n{deep}\n{GOOD}\n".encode(), CHAT, LIMITS)
+    assert report.line_count == 3
+    assert [(e.line, e.code) for e in report.errors] == [(2, "TOO_DEEP")]
