@@ -6,6 +6,11 @@ status READY (no bad line) or INVALID (see ``errors``). Size and checksum
 given in the metadata must match the content (INVALID_ARGUMENT otherwise).
 A dataset is deleted only when no unfinished job uses it (FAILED_PRECONDITION
 otherwise); its row stays, marked deleted, so later use is a clear error.
+
+Every dataset belongs to the project that uploaded it. The reading and
+deleting methods take a ``scope``: a project whose datasets alone exist for
+the call (another project's answers NOT_FOUND, like an unknown id), or
+``""`` for every project (a caller inside the cluster).
 """
 
 from __future__ import annotations
@@ -125,26 +130,34 @@ class Datasets:
         await self._store.insert_dataset(dataset, created)
         return dataset
 
-    async def get(self, dataset_id: str) -> ft.Dataset:
-        """A dataset not deleted; NOT_FOUND otherwise."""
-        found = await self._store.dataset(dataset_id)
+    async def get(self, dataset_id: str, scope: str = "") -> ft.Dataset:
+        """A dataset not deleted, in ``scope``; NOT_FOUND otherwise."""
+        found = await self._find(dataset_id, scope)
         if found is None or found[1]:
             raise NotFound("dataset", dataset_id, reason="DATASET_NOT_FOUND")
         return found[0]
 
-    async def list(self, page_size: int, page_token: str) -> tuple[list[ft.Dataset], str]:
-        """A page of datasets, newest first, and the next page's token."""
+    async def _find(self, dataset_id: str, scope: str) -> tuple[ft.Dataset, bool] | None:
+        found = await self._store.dataset(dataset_id)
+        if found is None or (scope and found[0].project_id != scope):
+            return None
+        return found
+
+    async def list(
+        self, page_size: int, page_token: str, scope: str = ""
+    ) -> tuple[list[ft.Dataset], str]:
+        """A page of datasets in ``scope``, newest first, and the next page's token."""
         limit = paging.page_size_of(page_size)
         before = paging.decode_created(page_token, DATASETS_PAGE)
-        rows = await self._store.datasets(before, limit)
+        rows = await self._store.datasets(before, limit, scope)
         token = ""
         if len(rows) == limit:
             token = paging.encode(DATASETS_PAGE, rows[-1][0], rows[-1][1].id)
         return [dataset for _, dataset in rows], token
 
-    async def delete(self, dataset_id: str) -> None:
-        """Delete a dataset no unfinished job uses."""
-        await self.get(dataset_id)
+    async def delete(self, dataset_id: str, scope: str = "") -> None:
+        """Delete a dataset in ``scope`` no unfinished job uses."""
+        await self.get(dataset_id, scope)
         if not await self._store.mark_dataset_deleted(dataset_id):
             raise FailedPrecondition(
                 f"dataset {dataset_id!r} is used by a job that has not finished",
@@ -152,12 +165,12 @@ class Datasets:
             )
         await self._blobs.delete(dataset_id)
 
-    async def usable(self, dataset_id: str, field: str) -> ft.Dataset:
-        """A READY dataset for a job: NOT_FOUND when unknown or deleted,
-        FAILED_PRECONDITION when it has errors."""
+    async def usable(self, dataset_id: str, field: str, scope: str = "") -> ft.Dataset:
+        """A READY dataset for a job: NOT_FOUND when unknown, deleted or not in
+        ``scope``, FAILED_PRECONDITION when it has errors."""
         if not dataset_id:
             raise InvalidArgument(f"{field} is required", [FieldViolation(field, "is required")])
-        found = await self._store.dataset(dataset_id)
+        found = await self._find(dataset_id, scope)
         if found is None:
             raise NotFound(
                 "dataset",

@@ -17,6 +17,11 @@ provider (FAILED_PRECONDITION when there is none). On success the result
 version id is the job id, in ``result_model`` (the
 base model's when not given); the registry creates that version when it
 consumes the SUCCEEDED event, so repeated delivery creates one version.
+
+A job belongs to the project that created it, and its request id is unique
+within that project. The API methods take a ``scope`` like
+:class:`~.datasets.Datasets`: a project whose jobs and datasets alone exist
+for the call (others answer NOT_FOUND), or ``""`` for every project.
 """
 
 from __future__ import annotations
@@ -95,8 +100,11 @@ class Jobs:
 
     # -- API ----------------------------------------------------------------
 
-    async def create(self, request: ft.CreateJobRequest, project_id: str) -> ft.Job:
-        """Check the request, resolve the base model, store the job and schedule it."""
+    async def create(
+        self, request: ft.CreateJobRequest, project_id: str, scope: str = ""
+    ) -> ft.Job:
+        """Check the request, resolve the base model, store the job of ``project_id``
+        and schedule it; its datasets must be in ``scope``."""
         problems: list[FieldViolation] = []
         if not request.base_model:
             problems.append(FieldViolation("base_model", "is required"))
@@ -124,9 +132,13 @@ class Jobs:
         result_model = request.result_model or base.model
         if request.result_model:
             await self._registry.require_model(request.result_model, "result_model")
-        training = await self._datasets.usable(request.training_dataset_id, "training_dataset_id")
+        training = await self._datasets.usable(
+            request.training_dataset_id, "training_dataset_id", scope
+        )
         if request.validation_dataset_id:
-            await self._datasets.usable(request.validation_dataset_id, "validation_dataset_id")
+            await self._datasets.usable(
+                request.validation_dataset_id, "validation_dataset_id", scope
+            )
         if (
             base.version.context_window
             and training.max_example_tokens > base.version.context_window
@@ -175,24 +187,26 @@ class Jobs:
             return False
         return True
 
-    async def get(self, job_id: str) -> ft.Job:
-        """The job; NOT_FOUND otherwise."""
+    async def get(self, job_id: str, scope: str = "") -> ft.Job:
+        """The job, in ``scope``; NOT_FOUND otherwise."""
         job = await self._store.job(job_id)
-        if job is None:
+        if job is None or (scope and job.project_id != scope):
             raise NotFound("job", job_id, reason="JOB_NOT_FOUND")
         return job
 
-    async def list(self, request: ft.ListJobsRequest) -> tuple[list[ft.Job], str]:
-        """A page of jobs, newest first, and the next page's token."""
+    async def list(self, request: ft.ListJobsRequest, scope: str = "") -> tuple[list[ft.Job], str]:
+        """A page of jobs in ``scope``, newest first, and the next page's token."""
         limit = paging.page_size_of(request.page_size)
         before = paging.decode_created(request.page_token, JOBS_PAGE)
-        rows = await self._store.jobs(before, limit, list(request.states), request.base_model)
+        rows = await self._store.jobs(
+            before, limit, list(request.states), request.base_model, scope
+        )
         token = paging.encode(JOBS_PAGE, rows[-1][0], rows[-1][1].id) if len(rows) == limit else ""
         return [job for _, job in rows], token
 
-    async def cancel(self, job_id: str) -> ft.Job:
-        """Cancel an unfinished job; FAILED_PRECONDITION when it has finished."""
-        job = await self.get(job_id)
+    async def cancel(self, job_id: str, scope: str = "") -> ft.Job:
+        """Cancel an unfinished job in ``scope``; FAILED_PRECONDITION when it has finished."""
+        job = await self.get(job_id, scope)
         if job.state in TERMINAL_STATES:
             raise _finished(job)
         task = self._tasks.pop(job_id, None)

@@ -1,7 +1,8 @@
 """The resources of one ``finetuning`` process, opened before serving and closed after.
 
 :meth:`FineTuningRuntime.lifespan` opens, in order: the database (migrated to
-the fine-tuning schema), the blob store, the event bus (Kafka when
+the fine-tuning schema, with the project of jobs stored before it had a column
+of its own filled in), the blob store, the event bus (Kafka when
 ``kafka.bootstrap_servers`` is set, else in-process), the registry client,
 the backends, the event relay and the job runner (which resumes unfinished
 jobs). They close in reverse; running jobs stay unfinished and resume at the
@@ -90,6 +91,7 @@ class FineTuningRuntime:
         async with AsyncExitStack() as stack:
             database = await open_database(stack, settings.database_url, COMPONENT, MIGRATIONS)
             store = FineTuningStore(database)
+            await store.fill_job_projects()
             publisher = self._publisher or await open_event_bus(
                 stack, settings.kafka, self._env, SOURCE
             )

@@ -3,9 +3,12 @@
 Rows keep the resource as protobuf JSON in ``body`` next to the columns SQL
 needs for lookups, ordering and integrity:
 
-- ``ft_datasets``: uploaded datasets (``deleted`` marks a removed one, kept so a
-  job naming it gets a clear error);
-- ``ft_jobs``: jobs; ``request_id`` makes CreateJob idempotent;
+- ``ft_datasets``: uploaded datasets, with their project (``deleted`` marks a
+  removed one, kept so a job naming it gets a clear error);
+- ``ft_jobs``: jobs, with their project; ``request_key`` (the request id of
+  CreateJob, unique per project) makes CreateJob idempotent. The column
+  ``request_id`` of version 1 was unique over all projects; version 2 moved
+  its values to ``request_key`` and it stays empty;
 - ``ft_job_events``: every event of every job, numbered per job from 1; the
   ``WatchJob`` feed and the outbox the relay publishes from (``published``);
 - ``ft_checkpoints``: checkpoints of jobs, by step.
@@ -51,6 +54,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             " step BIGINT NOT NULL,"
             " body TEXT NOT NULL,"
             " PRIMARY KEY (job_id, step))",
+        ),
+    ),
+    Migration(
+        2,
+        "scope jobs and their request ids by project",
+        (
+            "ALTER TABLE ft_jobs ADD COLUMN project_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE ft_jobs ADD COLUMN request_key TEXT",
+            "UPDATE ft_jobs SET request_key = request_id, request_id = NULL"
+            " WHERE request_id IS NOT NULL",
+            "CREATE UNIQUE INDEX ft_jobs_project_request ON ft_jobs (project_id, request_key)",
+            "CREATE INDEX ft_jobs_project_created ON ft_jobs (project_id, created)",
+            "CREATE INDEX ft_datasets_project_created"
+            " ON ft_datasets (project_id, deleted, created)",
         ),
     ),
 )

@@ -97,10 +97,14 @@ class FineTuningStore:
         return from_json(row[0], ft.Dataset), bool(row[1])
 
     async def datasets(
-        self, before: tuple[int, str] | None, limit: int
+        self, before: tuple[int, str] | None, limit: int, project_id: str = ""
     ) -> list[tuple[int, ft.Dataset]]:
-        """Datasets not deleted, newest first, strictly after the cursor ``before``."""
+        """Datasets not deleted, newest first, strictly after the cursor ``before``;
+        only those of ``project_id`` when it is given."""
         where, params = _before_clause(before)
+        if project_id:
+            where += " AND project_id = :project"
+            params["project"] = project_id
         async with self._database.connection() as conn:
             rows = await conn.execute(
                 text(
@@ -143,20 +147,24 @@ class FineTuningStore:
     async def insert_job(
         self, job: ft.Job, request_id: str, created: int, event: ft.JobEvent
     ) -> ft.Job:
-        """Store a new job with its first event; returns the job stored under
-        ``request_id`` instead when one exists already."""
+        """Store a new job with its first event; returns the job of the same project
+        stored under ``request_id`` instead when one exists already.
+
+        Concurrent calls with one request id insert one job: the unique index on
+        (project_id, request_key) lets one insert through and the others read
+        that job back.
+        """
         async with self._database.transaction() as conn:
-            if request_id:
-                found = await _job_by_request(conn, request_id)
-                if found is not None:
-                    return found
-            await conn.execute(
+            inserted = await conn.execute(
                 text(
-                    "INSERT INTO ft_jobs (id, request_id, state, base_model, created, body)"
-                    " VALUES (:id, :request, :state, :base, :created, :body)"
+                    "INSERT INTO ft_jobs"
+                    " (id, project_id, request_key, state, base_model, created, body)"
+                    " VALUES (:id, :project, :request, :state, :base, :created, :body)"
+                    " ON CONFLICT (project_id, request_key) DO NOTHING"
                 ),
                 {
                     "id": job.id,
+                    "project": job.project_id,
                     "request": request_id or None,
                     "state": job.state,
                     "base": job.base_model,
@@ -164,8 +172,31 @@ class FineTuningStore:
                     "body": to_json(job),
                 },
             )
+            if inserted.rowcount == 0:
+                found = await _job_by_request(conn, job.project_id, request_id)
+                if found is None:
+                    raise RuntimeError(f"job of request {request_id!r} not found after conflict")
+                return found
             await _insert_event(conn, event, job)
         return job
+
+    async def fill_job_projects(self) -> int:
+        """Copy the project of jobs stored before jobs had a project column from their
+        body into it; returns how many jobs changed."""
+        async with self._database.transaction() as conn:
+            rows = (
+                await conn.execute(text("SELECT body FROM ft_jobs WHERE project_id = ''"))
+            ).all()
+            changed = 0
+            for row in rows:
+                job = from_json(row[0], ft.Job)
+                if job.project_id:
+                    await conn.execute(
+                        text("UPDATE ft_jobs SET project_id = :project WHERE id = :id"),
+                        {"project": job.project_id, "id": job.id},
+                    )
+                    changed += 1
+            return changed
 
     async def job(self, job_id: str) -> ft.Job | None:
         """The job, if any."""
@@ -181,10 +212,14 @@ class FineTuningStore:
         limit: int,
         states: Sequence[int] = (),
         base_model: str = "",
+        project_id: str = "",
     ) -> list[tuple[int, ft.Job]]:
         """Jobs newest first after the cursor, optionally filtered."""
         where, params = _before_clause(before)
         statement = f"SELECT created, body FROM ft_jobs WHERE 1 = 1 {where}"
+        if project_id:
+            statement += " AND project_id = :project"
+            params["project"] = project_id
         if states:
             statement += " AND state IN :states"
             params["states"] = list(states)
@@ -337,10 +372,11 @@ def _before_clause(before: tuple[int, str] | None) -> tuple[str, dict[str, Any]]
     )
 
 
-async def _job_by_request(conn: AsyncConnection, request_id: str) -> ft.Job | None:
+async def _job_by_request(conn: AsyncConnection, project_id: str, request_id: str) -> ft.Job | None:
     row = (
         await conn.execute(
-            text("SELECT body FROM ft_jobs WHERE request_id = :request"), {"request": request_id}
+            text("SELECT body FROM ft_jobs WHERE project_id = :project AND request_key = :request"),
+            {"project": project_id, "request": request_id},
         )
     ).first()
     return None if row is None else from_json(row[0], ft.Job)

@@ -253,8 +253,9 @@ async def upload(
     *,
     metadata: ft.DatasetMetadata | None = None,
     chunk_size: int = 64,
+    actor: Sequence[tuple[str, str]] = ACTOR,
 ) -> ft.Dataset:
-    """Upload ``content`` in small chunks after ``metadata``."""
+    """Upload ``content`` in small chunks after ``metadata``, as ``actor``."""
     messages: Sequence[ft.UploadDatasetRequest] = [
         ft.UploadDatasetRequest(
             metadata=metadata or ft.DatasetMetadata(display_name="train.jsonl")
@@ -269,7 +270,7 @@ async def upload(
         for message in messages:
             yield message
 
-    response = await stub.UploadDataset(stream(), metadata=ACTOR)
+    response = await stub.UploadDataset(stream(), metadata=actor)
     return response.dataset
 
 
