@@ -5,6 +5,10 @@ read is a string field called ``model`` on the request itself or on one of its
 singular message fields (``CompleteRequest.completion.model``,
 ``ChatRequest.start.model``, ``EmbedRequest.model``). Only the bytes on that path
 are looked at, so a large prompt costs no decoding.
+
+A message that is not valid protobuf wire format reads as :data:`UNREADABLE`, a
+name no model can have: filters then treat the call as naming a model they do
+not know (refused by an allowlist, counted by every rule), never as naming none.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 _WIRE_VARINT = 0
 _WIRE_FIXED64 = 1
 _WIRE_LENGTH_DELIMITED = 2
+_WIRE_START_GROUP = 3
+_WIRE_END_GROUP = 4
 _WIRE_FIXED32 = 5
+_MAX_GROUP_DEPTH = 64
+UNREADABLE = "<unreadable>"
+"""What :meth:`ModelFieldReader.read` answers for a message it cannot parse."""
 _MODEL = "model"
 _MAX_METHODS = 1024
 
@@ -38,14 +47,15 @@ class ModelFieldReader:
         return path
 
     def read(self, method: str, message: bytes) -> str:
-        """The model named in ``message`` (a request of ``method``), or ``""``."""
+        """The model named in ``message`` (a request of ``method``), ``""`` when it names
+        none, :data:`UNREADABLE` when it is not a valid message."""
         path = self.path(method)
         if path is None:
             return ""
         try:
             return _read_string(memoryview(message), path)
         except (IndexError, ValueError, UnicodeDecodeError):
-            return ""
+            return UNREADABLE
 
     def _find_path(self, method: str) -> tuple[int, ...] | None:
         service_name, _, method_name = method.lstrip("/").rpartition("/")
@@ -104,9 +114,42 @@ def _read_string(data: memoryview, path: tuple[int, ...]) -> str:
                 value = bytes(chunk).decode() if len(path) == 1 else _read_string(chunk, path[1:])
                 found = value or found
             position = end
+        elif wire_type == _WIRE_START_GROUP:
+            position = _skip_group(data, position, number)
         else:
-            raise ValueError(f"unsupported wire type {wire_type}")
+            raise ValueError(f"unexpected wire type {wire_type}")
+    if position != len(data):
+        raise ValueError("truncated message")
     return found
+
+
+def _skip_group(data: memoryview, position: int, number: int) -> int:
+    """The position after the end of the group ``number`` that starts at ``position``
+    (the legacy group encoding, which parsers still skip as an unknown field)."""
+    open_groups = [number]
+    while open_groups:
+        if len(open_groups) > _MAX_GROUP_DEPTH:
+            raise ValueError("groups nested too deep")
+        key, position = _varint(data, position)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == _WIRE_VARINT:
+            _, position = _varint(data, position)
+        elif wire_type == _WIRE_FIXED64:
+            position += 8
+        elif wire_type == _WIRE_FIXED32:
+            position += 4
+        elif wire_type == _WIRE_LENGTH_DELIMITED:
+            length, position = _varint(data, position)
+            position += length
+        elif wire_type == _WIRE_START_GROUP:
+            open_groups.append(field)
+        elif wire_type == _WIRE_END_GROUP and field == open_groups[-1]:
+            open_groups.pop()
+        else:
+            raise ValueError("malformed group")
+        if position > len(data):
+            raise ValueError("truncated message")
+    return position
 
 
 def _varint(data: memoryview, position: int) -> tuple[int, int]:

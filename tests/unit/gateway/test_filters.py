@@ -15,7 +15,7 @@ from gateway.chain import FilterChain
 from gateway.filters import filter_registry
 from gateway.filters.access_log import AccessLogConfig
 from gateway.filters.base import GatewayFilter
-from gateway.model_field import ModelFieldReader
+from gateway.model_field import UNREADABLE, ModelFieldReader
 from gateway.settings import FilterSettings
 from llmgw.common.v1 import common_pb2
 from llmgw.inference.v1 import inference_pb2
@@ -60,7 +60,7 @@ def test_model_field_is_read_from_the_wire_of_each_request_type() -> None:
     assert reader.read(f"/{INFERENCE}/StreamComplete", complete.SerializeToString()) == "sim-small"
     assert reader.read(f"/{INFERENCE}/Chat", chat.SerializeToString()) == "sim-large"
     assert reader.read(f"/{INFERENCE}/Embed", embed.SerializeToString()) == "embedder"
-    assert reader.read(f"/{INFERENCE}/Complete", b"\xff\xff garbage") == ""
+    assert reader.read(f"/{INFERENCE}/Complete", b"\xff\xff garbage") == UNREADABLE
     assert reader.read("/unknown.v1.Service/Method", b"") == ""
 
 
@@ -329,3 +329,17 @@ async def test_a_call_cancelled_while_a_filter_decides_still_ends_in_every_filte
     await eventually(lambda: len(running.log_lines()) == 1)
     assert running.log_lines()[0]["code"] == "CANCELLED"
     assert replicas[0].seen == []
+
+
+def test_the_model_field_is_read_past_unknown_groups_and_garbage_is_unreadable() -> None:
+    reader = ModelFieldReader()
+    chat = "/llmgw.inference.v1.InferenceService/Chat"
+    start = inference_pb2.ChatRequest(start=_completion("gpt-4o")).SerializeToString()
+    group = bytes([(99 << 3 | 3) & 0x7F | 0x80, 99 >> 4, (99 << 3 | 4) & 0x7F | 0x80, 99 >> 4])
+    assert inference_pb2.ChatRequest.FromString(start + group).start.model == "gpt-4o"
+    assert reader.read(chat, start + group) == "gpt-4o"
+    assert reader.read(chat, group + start) == "gpt-4o"
+    assert reader.read(chat, start[:-3]) == UNREADABLE
+    assert reader.read(chat, start + group[2:]) == UNREADABLE  # a stray end group
+    cancel = inference_pb2.ChatRequest(cancel=inference_pb2.ChatCancel(request_id="r1"))
+    assert reader.read(chat, cancel.SerializeToString()) == ""
