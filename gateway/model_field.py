@@ -13,8 +13,9 @@ not know (refused by an allowlist, counted by every rule), never as naming none.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 
 _WIRE_VARINT = 0
 _WIRE_FIXED64 = 1
@@ -26,6 +27,8 @@ _MAX_GROUP_DEPTH = 64
 UNREADABLE = "<unreadable>"
 """What :meth:`ModelFieldReader.read` answers for a message it cannot parse."""
 _MODEL = "model"
+_FALLBACKS = "fallback_models"
+_MAX_DEPTH = 4
 _MAX_METHODS = 1024
 
 
@@ -57,16 +60,35 @@ class ModelFieldReader:
         except (IndexError, ValueError, UnicodeDecodeError):
             return UNREADABLE
 
-    def _find_path(self, method: str) -> tuple[int, ...] | None:
+    def fallbacks(self, method: str, message: bytes) -> tuple[str, ...] | None:
+        """The models a request of ``method`` asks to fall back to (``fallback_models``
+        of its options), or None when ``message`` does not parse.
+
+        Unlike :meth:`read` this decodes the whole message; it is meant for callers
+        that must vouch for every model a request may reach.
+        """
+        request_type = self._request_type(method)
+        if request_type is None:
+            return ()
+        try:
+            request = message_factory.GetMessageClass(request_type).FromString(message)
+        except (DecodeError, RecursionError):
+            return None
+        return tuple(_repeated_strings(request, _FALLBACKS, _MAX_DEPTH))
+
+    def _request_type(self, method: str) -> Descriptor | None:
         service_name, _, method_name = method.lstrip("/").rpartition("/")
         try:
             service = self._pool.FindServiceByName(service_name)
         except KeyError:
             return None
         method_descriptor = service.methods_by_name.get(method_name)
-        if method_descriptor is None:
+        return None if method_descriptor is None else method_descriptor.input_type
+
+    def _find_path(self, method: str) -> tuple[int, ...] | None:
+        request = self._request_type(method)
+        if request is None:
             return None
-        request: Descriptor = method_descriptor.input_type
         direct = _model_field(request)
         if direct is not None:
             return (direct,)
@@ -77,6 +99,18 @@ class ModelFieldReader:
                 if nested is not None:
                     return (field.number, nested)
         return None
+
+
+def _repeated_strings(message: Message, name: str, depth: int) -> list[str]:
+    """Every value of the repeated string fields called ``name`` in ``message`` and its
+    set singular message fields, ``depth`` levels down."""
+    found: list[str] = []
+    for field, value in message.ListFields():
+        if field.name == name and field.type == FieldDescriptor.TYPE_STRING:
+            found.extend(value if _is_repeated(field) else [value])
+        elif field.message_type is not None and not _is_repeated(field) and depth > 0:
+            found.extend(_repeated_strings(value, name, depth - 1))
+    return found
 
 
 def _is_repeated(field: FieldDescriptor) -> bool:

@@ -4,7 +4,8 @@ Runs after ``authn``. The scope a method needs comes from
 :mod:`gateway.auth.scopes`; the model a request names is read from the first
 request message (:mod:`gateway.model_field`), and from every later request of a
 ``Chat`` stream, and checked against the key's and the project's allowlists (a
-later request naming a forbidden model ends the whole stream). A refused call ends
+later request naming a forbidden model ends the whole stream); with an allowlist,
+every model of ``options.fallback_models`` must be allowed too. A refused call ends
 with PERMISSION_DENIED and a reason (``SCOPE_MISSING``, ``METHOD_NOT_ALLOWED``,
 ``MODEL_NOT_ALLOWED``) and is recorded in the audit log. A call ``authn`` did not authenticate is
 UNAUTHENTICATED.
@@ -16,7 +17,7 @@ from gateway.auth.authorizer import Authorizer
 from gateway.auth.grants import Grants
 from gateway.filters.authn import record_refusal
 from gateway.filters.base import Call, FilterContext, FilterPlugin, GatewayFilter, Stop
-from gateway.model_field import ModelFieldReader
+from gateway.model_field import UNREADABLE, ModelFieldReader
 from services.kernel.config import Section
 from services.kernel.errors import LlmgwError, Unauthenticated
 
@@ -73,33 +74,30 @@ class AuthzFilter(GatewayFilter):
 
     async def on_first_message(self, call: Call, message: bytes) -> Stop | None:
         """Refuse a call naming a model its key or project may not use."""
-        grants = self._grants_of(call)
-        if isinstance(grants, LlmgwError):
-            return self._refuse(call, grants)
-        if not self._authorizer.restricts_models(grants):
-            return None
-        model = self._models.read(call.method, message)
-        if model and not call.model:
-            call.model = model
-        try:
-            self._authorizer.check_model(grants, model)
-        except LlmgwError as error:
-            return self._refuse(call, error)
-        return None
+        return self._check_models(call, message, first=True)
 
     async def on_stream_message(self, call: Call, message: bytes) -> Stop | None:
         """Refuse a stream whose later request names a model its key or project may not use;
         messages naming no model (a Chat cancel) pass."""
+        return self._check_models(call, message, first=False)
+
+    def _check_models(self, call: Call, message: bytes, *, first: bool) -> Stop | None:
+        """Check the model ``message`` names and every model it may fall back to."""
         grants = self._grants_of(call)
         if isinstance(grants, LlmgwError):
             return self._refuse(call, grants)
         if not self._authorizer.restricts_models(grants):
             return None
         model = self._models.read(call.method, message)
-        if not model:
+        if first and model and not call.model:
+            call.model = model
+        if not model and not first:
             return None
+        fallbacks = self._models.fallbacks(call.method, message)
         try:
             self._authorizer.check_model(grants, model)
+            for fallback in (UNREADABLE,) if fallbacks is None else fallbacks:
+                self._authorizer.check_model(grants, fallback)
         except LlmgwError as error:
             return self._refuse(call, error)
         return None

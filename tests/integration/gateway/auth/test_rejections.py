@@ -356,3 +356,25 @@ async def test_a_key_named_beyond_ascii_reaches_the_upstream_with_its_name(
     )
     await gateway.complete()(completion(), metadata=bearer(created.secret), timeout=5)
     assert principal_of(upstream.seen[-1].metadata.items()).display_name == "Clé prod"
+
+
+async def test_fallback_models_must_be_allowed_too(
+    gateway: SecureGateway, upstream: RawReplica, tmp_path: Path
+) -> None:
+    admin = admin_key(tmp_path / "admin.key")
+    limited = await _key(gateway, admin, S.API_KEY_SCOPE_INFERENCE, models=("chat", "sim-*"))
+
+    def asking(*fallbacks: str) -> bytes:
+        return inference_pb2.CompleteRequest(
+            completion=inference_pb2.CompletionRequest(
+                model="chat", options=inference_pb2.RequestOptions(fallback_models=fallbacks)
+            )
+        ).SerializeToString()
+
+    error = await failure(
+        gateway.complete()(asking("sim-large", "gpt-4o"), metadata=bearer(limited.secret))
+    )
+    assert (error.code(), reason(error)) == (grpc.StatusCode.PERMISSION_DENIED, "MODEL_NOT_ALLOWED")
+    assert upstream.seen == []
+    await gateway.complete()(asking("sim-large"), metadata=bearer(limited.secret), timeout=5)
+    assert len(upstream.seen) == 1
