@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.http.fields import (
+    INT64,
     as_integer,
     as_list,
     as_number,
@@ -198,7 +199,7 @@ def _sampling(out: inference_pb2.SamplingParameters, body: Json) -> None:
             out.max_output_tokens = as_integer(body[name], name)
             break
     if body.get("seed") is not None:
-        out.seed = as_integer(body["seed"], "seed")
+        out.seed = as_integer(body["seed"], "seed", INT64)
     if body.get("top_k") is not None:
         out.top_k = as_integer(body["top_k"], "top_k")
     stop = body.get("stop")

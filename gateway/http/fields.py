@@ -43,9 +43,17 @@ def as_number(value: object, field: str) -> float:
     return float(value)
 
 
-def as_integer(value: object, field: str) -> int:
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def as_integer(value: object, field: str, bounds: tuple[int, int] = INT32) -> int:
+    """``value`` as an integer within ``bounds`` (those of the proto field it fills)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad(field, "must be an integer")
+    low, high = bounds
+    if not low <= value <= high:
+        raise bad(field, f"must be between {low} and {high}")
     return value
 
 
@@ -53,6 +61,6 @@ def as_struct(value: object, field: str) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     try:
         json_format.ParseDict(as_object(value, field), struct)
-    except json_format.ParseError as exc:
-        raise bad(field, "must be a JSON object") from exc
+    except (json_format.ParseError, RecursionError, TypeError) as exc:
+        raise bad(field, "must be a JSON object nested at most 100 levels") from exc
     return struct

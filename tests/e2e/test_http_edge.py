@@ -323,6 +323,13 @@ async def test_unknown_model_raises_not_found(stack: Stack) -> None:
         await client.embeddings.create(model="no-such-model", input="x")
 
 
+def _nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 async def test_invalid_requests_are_400_naming_the_field(stack: Stack) -> None:
     client = stack.async_client()
     cases: list[tuple[dict[str, object], str]] = [
@@ -334,6 +341,19 @@ async def test_invalid_requests_are_400_naming_the_field(stack: Stack) -> None:
         (
             {"model": "sim", "messages": HELLO, "response_format": {"type": "xml"}},
             "response_format.type",
+        ),
+        ({"model": "sim", "messages": HELLO, "max_tokens": 2**31}, "max_tokens"),
+        ({"model": "sim", "messages": HELLO, "seed": 2**63}, "seed"),
+        (
+            {
+                "model": "sim",
+                "messages": HELLO,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "deep", "schema": _nested(400)},
+                },
+            },
+            "response_format.json_schema.schema",
         ),
     ]
     for body, param in cases:
