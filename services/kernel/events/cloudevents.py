@@ -39,7 +39,7 @@ HEADER_TIME = "ce_time"
 HEADER_SUBJECT = "ce_subject"
 HEADER_CONTENT_TYPE = "content-type"
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 class EventDecodeError(ValueError):
@@ -224,6 +224,8 @@ def parse_time(value: str) -> datetime:
 def _header_map(headers: Headers) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, raw in headers:
+        if raw is None:
+            continue  # Kafka allows a header without a value: it carries nothing here
         try:
             found[name.lower()] = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

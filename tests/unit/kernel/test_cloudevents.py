@@ -78,6 +78,15 @@ def test_round_trip() -> None:
     assert decoded.event.metadata.id == decoded.attributes.id
 
 
+def test_a_header_without_a_value_is_ignored() -> None:
+    event = events_pb2.UsageRecorded(request_id="req-4")
+    encoded = encode_event(event, default_source="//llmgw/tests")
+
+    decoded = decode_event(encoded.value, [*encoded.headers, ("x-empty", None)], REGISTRY)
+
+    assert decoded.attributes == encoded.attributes
+
+
 def test_message_without_metadata_gets_generated_attributes() -> None:
     encoded = encode_event(Duration(seconds=3), default_source="//llmgw/tests")
     decoded = decode_event(encoded.value, encoded.headers, EventTypeRegistry([Duration]))
