@@ -155,7 +155,7 @@ def _parse_jwks(document: bytes) -> dict[str, jwt.PyJWK]:
     for index, entry in enumerate(data["keys"]):
         try:
             key = jwt.PyJWK(entry)
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, AttributeError) as exc:
             _log.warning("skipping JWKS key %d: %r", index, exc)
             continue
         keys[key.key_id or f"#{index}"] = key

@@ -74,5 +74,13 @@ def apply_mask(
             ],
         )
     applied = field_mask_pb2.FieldMask(paths=paths)
-    applied.MergeMessage(source, target, replace_message_field=True, replace_repeated_field=True)
+    try:
+        applied.MergeMessage(
+            source, target, replace_message_field=True, replace_repeated_field=True
+        )
+    except ValueError as exc:  # a path into a field that has no sub-fields
+        raise InvalidArgument(
+            "update_mask names a path that does not exist",
+            [FieldViolation("update_mask.paths", str(exc))],
+        ) from exc
     return paths

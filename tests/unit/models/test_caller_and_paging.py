@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import field_mask_pb2
 
 from llmgw.common.v1 import common_pb2
+from llmgw.models.v1 import models_pb2
 from services.kernel.errors import InvalidArgument
-from services.kernel.paging import next_token, page_of
+from services.kernel.paging import apply_mask, next_token, page_of
 from services.models.caller import caller_from_metadata
 
 
@@ -37,3 +39,14 @@ def test_pages() -> None:
         page_of(-1, "")
     with pytest.raises(InvalidArgument):
         page_of(10, "garbage!")
+
+
+def test_a_mask_path_into_a_plain_field_is_invalid_argument() -> None:
+    with pytest.raises(InvalidArgument):
+        apply_mask(
+            models_pb2.Model(name="a"),
+            models_pb2.Model(name="a", description="d"),
+            field_mask_pb2.FieldMask(paths=["description.x"]),
+            {"description"},
+            prefix="model.",
+        )

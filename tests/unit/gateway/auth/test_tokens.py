@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from gateway.auth.scopes import Scope
-from gateway.auth.tokens import JwksKeys, JwtSettings, JwtVerifier, jwks_fetcher
+from gateway.auth.tokens import JwksKeys, JwtSettings, JwtVerifier, _parse_jwks, jwks_fetcher
 from services.kernel.errors import Unauthenticated
 from tests.unit.gateway.auth.jwks import (
     AUDIENCE,
@@ -217,3 +217,7 @@ def test_settings_need_exactly_one_key_source(tmp_path: Path) -> None:
         JwtSettings(issuer=ISSUER, audience=AUDIENCE)
     with pytest.raises(ValueError, match="exactly one"):
         JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks_file=tmp_path, jwks_url="http://x")
+
+
+def test_jwks_entries_that_are_not_keys_are_skipped() -> None:
+    assert _parse_jwks(b'{"keys": ["abc", 7, null, {"kty": "nope"}]}') == {}
