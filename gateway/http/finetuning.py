@@ -125,6 +125,8 @@ def check_purpose(purpose: str) -> None:
 def parse_create_job(body: object) -> ft.CreateJobRequest:
     """The ``CreateJob`` request a job creation body asks for; InvalidArgument when wrong.
 
+    Only the JSON types are checked here; ranges are the service's to check.
+
     Hyperparameters come from ``hyperparameters`` or, as OpenAI's newer shape puts them,
     ``method.supervised.hyperparameters`` (only the ``supervised`` method is served).
     """
@@ -167,15 +169,10 @@ def _hyperparameters(values: Json, field: str, into: ft.Hyperparameters) -> None
         value = values.get(name)
         if value is None or value == "auto":
             continue
-        number = as_integer(value, f"{field}.{name}")
-        if number <= 0:
-            raise bad(f"{field}.{name}", "must be a positive integer or 'auto'")
-        getattr(into, name).value = number
+        getattr(into, name).value = as_integer(value, f"{field}.{name}")
     rate = values.get("learning_rate_multiplier")
     if rate is not None and rate != "auto":
         multiplier = as_number(rate, f"{field}.learning_rate_multiplier")
-        if multiplier <= 0:
-            raise bad(f"{field}.learning_rate_multiplier", "must be a positive number or 'auto'")
         into.learning_rate_multiplier.value = multiplier
 
 
