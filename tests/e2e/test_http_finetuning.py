@@ -20,7 +20,7 @@ import openai
 import pytest
 import pytest_asyncio
 from grpc import aio
-from openai.types.fine_tuning import FineTuningJob
+from openai.types.fine_tuning import FineTuningJob, job_create_params
 
 from llmgw.models.v1 import models_pb2_grpc
 from services.kernel.health_client import wait_until_serving
@@ -303,7 +303,9 @@ async def test_jobs_are_listed_in_pages_and_cancelled(stack: Stack) -> None:
 def _jobs_are_listed_in_pages_and_cancelled(stack: Stack) -> None:
     client = stack.sync_client()
     training = client.files.create(file=("t.jsonl", GOOD), purpose="fine-tune")
-    long = {"n_epochs": 1024}  # thousands of steps: still running when cancelled
+    long: job_create_params.Hyperparameters = {
+        "n_epochs": 1024
+    }  # thousands of steps: still running when cancelled
     ids = [
         client.fine_tuning.jobs.create(
             model=BASE_MODEL, training_file=training.id, hyperparameters=long
@@ -356,7 +358,7 @@ async def test_a_wrong_job_request_is_a_bad_request(stack: Stack) -> None:
         await client.fine_tuning.jobs.create(
             model=BASE_MODEL,
             training_file=training.id,
-            hyperparameters={"batch_size": "large"},  # type: ignore[typeddict-item]
+            hyperparameters={"batch_size": "large"},  # type: ignore[arg-type]
         )
     assert isinstance(wrong_type.value.body, dict)
     assert wrong_type.value.body["param"] == "hyperparameters.batch_size"
