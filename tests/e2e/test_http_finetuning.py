@@ -322,6 +322,12 @@ def _jobs_are_listed_in_pages_and_cancelled(stack: Stack) -> None:
     second = client.fine_tuning.jobs.list(limit=1, after=ids[1])
     assert [job.id for job in second.data] == ids[:1]
 
+    events = list(client.fine_tuning.jobs.list_events(ids[0], limit=2))
+    statuses = [e.data["status"] for e in events if isinstance(e.data, dict) and "status" in e.data]
+    assert statuses[-1] == "cancelled"
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(ids[0])
+    assert all(c.fine_tuning_job_id == ids[0] for c in checkpoints.data)
+
     with pytest.raises(openai.BadRequestError) as finished:
         client.fine_tuning.jobs.cancel(ids[0])
     assert finished.value.status_code == 400
