@@ -19,7 +19,8 @@ For each call the proxy
 
 The caller's side of a call is a :class:`Downstream`: the grpc.aio servicer context
 for the gRPC listener, or the HTTP edge's stand-in (:mod:`gateway.http.server`), which
-calls :meth:`Proxy.unary` and :meth:`Proxy.server_stream` in process.
+calls :meth:`Proxy.unary`, :meth:`Proxy.server_stream` and :meth:`Proxy.client_stream`
+in process.
 
 A unary-request call is also retried on another endpoint when its upstream attempt
 failed with UNAVAILABLE because the connection could not be made (nothing was
@@ -81,6 +82,9 @@ UnaryBehavior: TypeAlias = Callable[[bytes, Downstream], Awaitable[bytes]]
 """Forwards one unary call: the request's bytes in, the response's bytes out."""
 ServerStreamBehavior: TypeAlias = Callable[[bytes, Downstream], Awaitable[None]]
 """Forwards one server-streaming call; responses go to ``Downstream.write``."""
+ClientStreamBehavior: TypeAlias = Callable[[Downstream], Awaitable[bytes]]
+"""Forwards one client-streaming call: the requests come from ``Downstream.read`` (until it
+returns a non-bytes end marker), the response's bytes out."""
 Handler: TypeAlias = "grpc.RpcMethodHandler[bytes, bytes]"
 _UpstreamCall: TypeAlias = (
     "aio.UnaryUnaryCall[bytes, bytes] | aio.UnaryStreamCall[bytes, bytes]"
@@ -91,6 +95,13 @@ Readers = tuple[GatewayFilter, ...]
 _CONNECT_FAILURE = "failed to connect to all addresses"
 """How grpc core's own status starts for a call that failed because no connection
 could be made (an upstream's status is told apart by its trailers, see ``_may_retry``)."""
+
+
+async def _no_requests() -> AsyncIterator[bytes]:
+    """The unused request iterator of a call whose requests come from ``Downstream.read``."""
+    nothing: tuple[bytes, ...] = ()
+    for message in nothing:
+        yield message
 
 
 class _Exchange:
@@ -193,6 +204,17 @@ class Proxy:
     def server_stream(self, method: str, route: Route) -> ServerStreamBehavior:
         """What forwards a server-streaming call of ``method`` to ``route``."""
         return self._server_stream(method, route, self._chain.first_message_readers(method))
+
+    def client_stream(self, method: str, route: Route) -> ClientStreamBehavior:
+        """What forwards a client-streaming call of ``method`` to ``route``."""
+        behavior = self._client_stream(method, route, self._chain.first_message_readers(method))
+
+        async def client_stream(context: Downstream) -> bytes:
+            response = await behavior(_no_requests(), context)
+            assert response is not None, "a client-streaming call ends with one response"
+            return response
+
+        return client_stream
 
     # The four shapes ---------------------------------------------------------------
 

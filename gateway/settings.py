@@ -58,8 +58,9 @@ class ListenerSettings(Section):
 class HttpSettings(Section):
     """The OpenAI-compatible HTTP listener (see :mod:`gateway.http`).
 
-    It serves ``/v1/chat/completions``, ``/v1/embeddings`` and ``/v1/models`` as the
-    same gRPC calls, through the same filter chain, routes and clusters, in process.
+    It serves ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``, ``/v1/files``
+    and ``/v1/fine_tuning/jobs`` as the same gRPC calls, through the same filter chain,
+    routes and clusters, in process.
     ``port`` 0 (the default, as for metrics) picks a free port; ``llmgw run`` gives
     it the gRPC port + 2000, the Helm chart 8080. A request body over ``max_body_bytes`` is refused
     with 413; ``keepalive_seconds`` is how long an idle connection is kept open;

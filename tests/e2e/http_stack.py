@@ -14,10 +14,11 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -160,8 +161,15 @@ async def start_edge(
     filters: Sequence[FilterSettings] = (),
     available_filters: Sequence[EntryPoint] = (),
     forwarded_headers: Sequence[str] = ("authorization", "x-request-id"),
+    upstreams: Mapping[str, str] = MappingProxyType({}),
 ) -> Edge:
-    """A gateway in this process in front of ``inference_address``, HTTP edge included."""
+    """A gateway in this process in front of ``inference_address``, HTTP edge included.
+
+    ``upstreams`` adds a cluster and route per gRPC service (full name -> address); a
+    cluster is named after its service's package (``inference``, ``finetuning``).
+    """
+    addresses = {INFERENCE: inference_address, **upstreams}
+    clusters = {service: service.split(".")[1] for service in addresses}
     settings = GatewaySettings(
         server=ServerSettings(port=0, grace_period_seconds=1),
         metrics=MetricsSettings(enabled=False),
@@ -177,8 +185,14 @@ async def start_edge(
                 FilterSettings(name="metrics"),
                 *filters,
             ),
-            clusters={"inference": ClusterSettings(endpoints=(inference_address,))},
-            routes=(RouteSettings(match=RouteMatch(service=INFERENCE), cluster="inference"),),
+            clusters={
+                clusters[service]: ClusterSettings(endpoints=(address,))
+                for service, address in addresses.items()
+            },
+            routes=tuple(
+                RouteSettings(match=RouteMatch(service=service), cluster=clusters[service])
+                for service in addresses
+            ),
         ),
     )
     registry = CollectorRegistry()

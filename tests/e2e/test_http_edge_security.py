@@ -110,3 +110,41 @@ async def test_refusals_of_the_security_filters_raise_the_openai_error_classes(
         with pytest.raises(openai.RateLimitError) as limited:
             await allowed.chat.completions.create(model="sim", messages=HELLO)
         assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+async def test_the_fine_tuning_api_needs_the_fine_tuning_scope(
+    inference: InferenceProcess, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "admin.key"
+    database = f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+    services = ("llmgw.inference.v1.InferenceService", "llmgw.finetuning.v1.FineTuningService")
+    async with secure_gateway(
+        database, [inference.address], key_file, services=services
+    ) as gateway:
+        auth = bearer(admin_key(key_file))
+
+        async def key(scope: pb.ApiKeyScope.ValueType) -> str:
+            created = await gateway.admin.CreateApiKey(
+                pb.CreateApiKeyRequest(api_key=pb.ApiKey(project_id="default", scopes=[scope])),
+                metadata=auth,
+            )
+            return created.secret
+
+        def client(secret: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(base_url=gateway.http_base_url, api_key=secret, max_retries=0)
+
+        inference_only = client(await key(pb.API_KEY_SCOPE_INFERENCE))
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            await inference_only.fine_tuning.jobs.list()
+        assert denied.value.status_code == 403
+        with pytest.raises(openai.PermissionDeniedError):
+            await inference_only.files.create(file=("t.jsonl", b"{}\n"), purpose="fine-tune")
+        with pytest.raises(openai.AuthenticationError) as unknown:
+            await client("not-a-key").fine_tuning.jobs.retrieve("ftjob_1")
+        assert unknown.value.status_code == 401
+
+        # Past authz the call reaches the upstream, which here serves no fine-tuning.
+        fine_tuner = client(await key(pb.API_KEY_SCOPE_FINETUNING))
+        with pytest.raises(openai.APIStatusError) as unserved:
+            await fine_tuner.fine_tuning.jobs.list()
+        assert unserved.value.status_code == 501

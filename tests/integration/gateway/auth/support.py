@@ -118,10 +118,12 @@ async def secure_gateway(
     filters: tuple[FilterSettings, ...] = SECURE_FILTERS,
     redis_url: str | None = None,
     spend_namespace: str = "llmgw",
+    services: Sequence[str] = (INFERENCE,),
 ) -> AsyncIterator[SecureGateway]:
     """Serve a gateway with security on ``database_url`` until the block exits.
 
-    Events go to an in-memory log unless ``kafka_bootstrap`` names a broker.
+    Events go to an in-memory log unless ``kafka_bootstrap`` names a broker. Calls of
+    each of ``services`` (full gRPC names) are routed to ``upstreams``.
     """
     settings = GatewaySettings(
         server=ServerSettings(port=0, grace_period_seconds=0),
@@ -137,7 +139,10 @@ async def secure_gateway(
                     health_check=HealthCheckSettings(interval_seconds=0.1, timeout_seconds=0.5),
                 )
             },
-            routes=(RouteSettings(match=RouteMatch(service=INFERENCE), cluster="upstream"),),
+            routes=tuple(
+                RouteSettings(match=RouteMatch(service=service), cluster="upstream")
+                for service in services
+            ),
             security=SecuritySettings(
                 poll_interval_seconds=poll_interval_seconds,
                 jwt=jwt,
