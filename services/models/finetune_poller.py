@@ -7,19 +7,21 @@ There :class:`FineTunePoller` lists the service's SUCCEEDED jobs over gRPC
 hands each job it has not handled yet to
 :meth:`~services.models.finetunes.FineTuneConsumer.register_or_skip`, which is
 idempotent, so handling a job again (e.g. after a restart) changes nothing.
-Paging stops at the first page whose jobs were all handled before.
+Every poll reads every page: jobs are listed by creation, so a long job that
+succeeds after newer ones may sit behind pages handled before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from grpc import aio
 
 from llmgw.finetuning.v1 import finetuning_pb2, finetuning_pb2_grpc
-from services.models.finetunes import FineTuneConsumer
 
 _log = logging.getLogger(__name__)
 
@@ -34,16 +36,35 @@ class PollerConfig:
     timeout_seconds: float = 10.0
 
 
+class Registrar(Protocol):
+    """What registers a succeeded job (:class:`~services.models.finetunes.FineTuneConsumer`)."""
+
+    async def register_or_skip(self, job: finetuning_pb2.Job) -> None:
+        """Register ``job``'s result, idempotently."""
+        ...
+
+
+class JobLister(Protocol):
+    """The part of the fine-tuning service's stub the poller calls."""
+
+    @property
+    def ListJobs(  # noqa: N802 - the generated method name
+        self,
+    ) -> Callable[..., Awaitable[finetuning_pb2.ListJobsResponse]]:
+        """One page of jobs per call."""
+        ...
+
+
 class FineTunePoller:
     """Registers succeeded jobs found by polling; run :meth:`run` as a task."""
 
-    def __init__(self, consumer: FineTuneConsumer, config: PollerConfig) -> None:
+    def __init__(self, consumer: Registrar, config: PollerConfig) -> None:
         """Poll ``config.address`` and register through ``consumer``."""
         self._consumer = consumer
         self._config = config
         self._handled: set[str] = set()
 
-    async def poll_once(self, stub: finetuning_pb2_grpc.FineTuningServiceAsyncStub) -> int:
+    async def poll_once(self, stub: JobLister) -> int:
         """Handle the succeeded jobs not handled yet; returns how many."""
         handled = 0
         token = ""
@@ -62,7 +83,7 @@ class FineTunePoller:
                 self._handled.add(job.id)
                 handled += 1
             token = page.next_page_token
-            if not token or not fresh:
+            if not token:
                 return handled
 
     async def run(self) -> None:
