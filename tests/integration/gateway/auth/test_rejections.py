@@ -378,3 +378,34 @@ async def test_fallback_models_must_be_allowed_too(
     assert upstream.seen == []
     await gateway.complete()(asking("sim-large"), metadata=bearer(limited.secret), timeout=5)
     assert len(upstream.seen) == 1
+
+
+async def test_a_key_revoked_while_its_chat_stream_is_open_ends_the_stream(
+    gateway: SecureGateway, upstream: RawReplica, tmp_path: Path
+) -> None:
+    admin = admin_key(tmp_path / "admin.key")
+    key = await _key(gateway, admin, S.API_KEY_SCOPE_INFERENCE)
+    chat: aio.StreamStreamMultiCallable[bytes, bytes] = gateway.channel.stream_stream(
+        f"/{INFERENCE}/Chat"
+    )
+    stream = chat(metadata=bearer(key.secret), timeout=10)
+    await stream.write(_chat_start("chat", "r1"))
+    assert isinstance(await stream.read(), bytes)
+    await gateway.admin.RevokeApiKey(
+        S.RevokeApiKeyRequest(api_key_id=key.api_key.id), metadata=bearer(admin), timeout=5
+    )
+
+    async def revoked_everywhere() -> bool:
+        try:
+            await gateway.complete()(completion(), metadata=bearer(key.secret), timeout=5)
+        except aio.AioRpcError:
+            return True
+        return False
+
+    deadline = time.monotonic() + 5
+    while not await revoked_everywhere():
+        assert time.monotonic() < deadline, "the revocation never reached the gateway"
+        await asyncio.sleep(0.05)
+    await stream.write(_chat_start("chat", "r2"))
+    error = await failure(stream.read())
+    assert (error.code(), reason(error)) == (grpc.StatusCode.UNAUTHENTICATED, "API_KEY_REVOKED")
