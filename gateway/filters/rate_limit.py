@@ -45,7 +45,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway.filters.base import (
     Call,
@@ -100,6 +100,16 @@ class RateLimitConfig(RedisLimitsConfig):
     """The share of each limit one replica grants on its own while failing open."""
     input_tokens_trailer: str = "llmgw-usage-input-tokens"
     output_tokens_trailer: str = "llmgw-usage-output-tokens"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: tuple[RateLimitRuleConfig, ...]) -> tuple[RateLimitRuleConfig, ...]:
+        """Rule ids name the counters in Redis: two rules with one id would share them."""
+        ids = [rule.id for rule in rules]
+        repeated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
+        if repeated:
+            raise ValueError(f"rule ids must be unique; repeated: {repeated}")
+        return rules
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from gateway.filters.rate_limit import RateLimitConfig
 from gateway.limits.rules import BudgetRuleConfig, RateLimitRuleConfig, StaticPolicies
 from gateway.policies import BudgetEnforcement, RateLimitRule
 from services.kernel.identity import API_KEY_ACTOR, Principal
@@ -51,3 +52,15 @@ def test_a_rule_on_a_model_covers_its_aliases_and_versions_but_not_other_models(
     for ref in ("gpt-4o-mini", "chat", "gpt-4o-mini@production"):
         assert not rule.applies_to(ref), ref
     assert RateLimitRule("all", SpendSubject(SubjectKind.API_KEY, "k1")).applies_to("any")
+
+
+def test_rate_limit_rules_in_config_need_unique_ids() -> None:
+    with pytest.raises(ValidationError, match="repeated: \\['per-key'\\]"):
+        RateLimitConfig.model_validate(
+            {
+                "rules": [
+                    {"id": "per-key", "key": "k1", "requests_per_minute": 5},
+                    {"id": "per-key", "project": "p1", "requests_per_minute": 9},
+                ]
+            }
+        )
