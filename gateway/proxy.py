@@ -34,6 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeAlias
 
 import grpc
@@ -91,6 +92,21 @@ _UpstreamCall: TypeAlias = (
     " | aio.StreamUnaryCall[bytes, bytes] | aio.StreamStreamCall[bytes, bytes]"
 )
 Readers = tuple[GatewayFilter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What is fixed for every call of one method on one route, worked out once."""
+
+    method: str
+    shape: CallShape
+    route: Route
+    readers: Readers
+    """Filters reading the first request message."""
+    stream_readers: Readers
+    """Filters reading every later request message (request streams only)."""
+
+
 """The filters that read the first request message of a method."""
 _CONNECT_FAILURE = "failed to connect to all addresses"
 """How grpc core's own status starts for a call that failed because no connection
@@ -129,9 +145,15 @@ class _Exchange:
         "upstream_seconds",
     )
 
-    def __init__(self, route: Route, readers: tuple[GatewayFilter, ...]) -> None:
+    def __init__(
+        self,
+        route: Route,
+        readers: tuple[GatewayFilter, ...],
+        stream_readers: tuple[GatewayFilter, ...] = (),
+    ) -> None:
         self.route = route
         self.readers = readers
+        self.stream_readers = stream_readers
         self.endpoint: Endpoint | None = None
         self.attempts = 0
         self.attempt_started = 0.0
@@ -146,7 +168,6 @@ class _Exchange:
         self.message = ""
         self.trailers: Metadata = ()
         self.stopped_by = ""
-        self.stream_readers: tuple[GatewayFilter, ...] = ()
         self.stop: tuple[Stop, str] | None = None
         """A filter's stop of a later stream message, with the filter's name."""
         self.reached = 0
@@ -188,26 +209,39 @@ class Proxy:
 
     def handler(self, method: str, shape: CallShape, route: Route) -> Handler:
         """The raw-bytes handler of ``method`` (a call of ``shape``) forwarding to ``route``."""
-        readers = self._chain.first_message_readers(method)
         if shape is CallShape.UNARY:
             return grpc.unary_unary_rpc_method_handler(self.unary(method, route))
         if shape is CallShape.SERVER_STREAM:
             return grpc.unary_stream_rpc_method_handler(self.server_stream(method, route))
-        if shape is CallShape.CLIENT_STREAM:
-            return grpc.stream_unary_rpc_method_handler(self._client_stream(method, route, readers))
-        return grpc.stream_stream_rpc_method_handler(self._bidi_stream(method, route, readers))
+        streams_responses = shape is CallShape.BIDI_STREAM
+        behavior = self._request_stream(method, route, streams_responses=streams_responses)
+        if streams_responses:
+            return grpc.stream_stream_rpc_method_handler(behavior)
+        return grpc.stream_unary_rpc_method_handler(behavior)
 
     def unary(self, method: str, route: Route) -> UnaryBehavior:
         """What forwards a unary call of ``method`` to ``route`` for any :class:`Downstream`."""
-        return self._unary(method, route, self._chain.first_message_readers(method))
+        plan = self._plan(method, CallShape.UNARY, route)
+
+        async def unary(request: bytes, context: Context) -> bytes:
+            response = await self._single_request(plan, context, request)
+            assert response is not None
+            return response
+
+        return unary
 
     def server_stream(self, method: str, route: Route) -> ServerStreamBehavior:
         """What forwards a server-streaming call of ``method`` to ``route``."""
-        return self._server_stream(method, route, self._chain.first_message_readers(method))
+        plan = self._plan(method, CallShape.SERVER_STREAM, route)
+
+        async def server_stream(request: bytes, context: Context) -> None:
+            await self._single_request(plan, context, request)
+
+        return server_stream
 
     def client_stream(self, method: str, route: Route) -> ClientStreamBehavior:
         """What forwards a client-streaming call of ``method`` to ``route``."""
-        behavior = self._client_stream(method, route, self._chain.first_message_readers(method))
+        behavior = self._request_stream(method, route, streams_responses=False)
 
         async def client_stream(context: Downstream) -> bytes:
             response = await behavior(_no_requests(), context)
@@ -216,47 +250,44 @@ class Proxy:
 
         return client_stream
 
-    # The four shapes ---------------------------------------------------------------
+    # The call shapes: one request, or a stream of them ------------------------------
 
-    def _unary(self, method: str, route: Route, readers: Readers) -> UnaryBehavior:
-        async def unary(request: bytes, context: Context) -> bytes:
-            call, exchange = self._start(method, CallShape.UNARY, route, readers, context)
-            try:
-                await self._admit(call, exchange, context, request)
+    def _plan(self, method: str, shape: CallShape, route: Route) -> _Plan:
+        readers = self._chain.first_message_readers(method)
+        stream_readers = (
+            self._chain.stream_message_readers(method) if shape.streams_requests else ()
+        )
+        return _Plan(method, shape, route, readers, stream_readers)
+
+    async def _single_request(self, plan: _Plan, context: Context, request: bytes) -> bytes | None:
+        """A unary call (its response) or a server-streaming one (None; relayed as it comes)."""
+        call, exchange = self._start(plan, context)
+        try:
+            await self._admit(call, exchange, context, request)
+            if plan.shape is CallShape.UNARY:
                 return await self._forward_unary(call, exchange, context, request)
-            except BaseException as exc:
-                exchange.ended_by(exc)
-                raise
-            finally:
-                self._end(call, exchange)
+            await self._forward_server_stream(call, exchange, context, request)
+            return None
+        except BaseException as exc:
+            exchange.ended_by(exc)
+            raise
+        finally:
+            self._end(call, exchange)
 
-        return unary
-
-    def _server_stream(self, method: str, route: Route, readers: Readers) -> ServerStreamBehavior:
-        async def server_stream(request: bytes, context: Context) -> None:
-            call, exchange = self._start(method, CallShape.SERVER_STREAM, route, readers, context)
-            try:
-                await self._admit(call, exchange, context, request)
-                await self._forward_server_stream(call, exchange, context, request)
-            except BaseException as exc:
-                exchange.ended_by(exc)
-                raise
-            finally:
-                self._end(call, exchange)
-
-        return server_stream
-
-    def _client_stream(
-        self, method: str, route: Route, readers: Readers
+    def _request_stream(
+        self, method: str, route: Route, *, streams_responses: bool
     ) -> Callable[[AsyncIterator[bytes], Context], Awaitable[bytes | None]]:
-        stream_readers = self._chain.stream_message_readers(method)
+        """A client-streaming call (its response) or a bidirectional one (None)."""
+        shape = CallShape.BIDI_STREAM if streams_responses else CallShape.CLIENT_STREAM
+        plan = self._plan(method, shape, route)
 
-        async def client_stream(_: AsyncIterator[bytes], context: Context) -> bytes | None:
-            call, exchange = self._start(method, CallShape.CLIENT_STREAM, route, readers, context)
-            exchange.stream_readers = stream_readers
+        async def request_stream(_: AsyncIterator[bytes], context: Context) -> bytes | None:
+            call, exchange = self._start(plan, context)
             try:
                 first = await self._admit_stream(call, exchange, context)
-                up = await self._open_stream(call, exchange, context, streams_responses=False)
+                up = await self._open_stream(
+                    call, exchange, context, streams_responses=streams_responses
+                )
                 return await self._relay(call, exchange, context, up, first)
             except BaseException as exc:
                 exchange.ended_by(exc)
@@ -264,44 +295,22 @@ class Proxy:
             finally:
                 self._end(call, exchange)
 
-        return client_stream
-
-    def _bidi_stream(
-        self, method: str, route: Route, readers: Readers
-    ) -> Callable[[AsyncIterator[bytes], Context], Awaitable[None]]:
-        stream_readers = self._chain.stream_message_readers(method)
-
-        async def bidi_stream(_: AsyncIterator[bytes], context: Context) -> None:
-            call, exchange = self._start(method, CallShape.BIDI_STREAM, route, readers, context)
-            exchange.stream_readers = stream_readers
-            try:
-                first = await self._admit_stream(call, exchange, context)
-                up = await self._open_stream(call, exchange, context, streams_responses=True)
-                await self._relay(call, exchange, context, up, first)
-            except BaseException as exc:
-                exchange.ended_by(exc)
-                raise
-            finally:
-                self._end(call, exchange)
-
-        return bidi_stream
+        return request_stream
 
     # Admission: the filter chain -----------------------------------------------------
 
-    def _start(
-        self, method: str, shape: CallShape, route: Route, readers: Readers, context: Context
-    ) -> tuple[Call, _Exchange]:
+    def _start(self, plan: _Plan, context: Context) -> tuple[Call, _Exchange]:
         metadata = tuple(context.invocation_metadata() or ())
         call = Call(
-            method=method,
-            shape=shape,
+            method=plan.method,
+            shape=plan.shape,
             metadata=metadata,
             peer=context.peer(),
             started=time.perf_counter(),
             upstream_metadata=upstream_request_metadata(metadata, current_request_id()),
         )
-        route.cluster.budget.active_calls += 1
-        return call, _Exchange(route, readers)
+        plan.route.cluster.budget.active_calls += 1
+        return call, _Exchange(plan.route, plan.readers, plan.stream_readers)
 
     def _end(self, call: Call, exchange: _Exchange) -> None:
         budget = exchange.route.cluster.budget
