@@ -75,4 +75,6 @@ _PLAIN = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
 def _encode(value: str) -> str:
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value  # the common case, left as it is without building a new string
     return quote(value, safe=_PLAIN)
