@@ -13,7 +13,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from redis.exceptions import RedisError
@@ -46,6 +48,25 @@ KEY_FIELDS = frozenset({"display_name", "scopes", "allowed_models", "expire_time
 BUDGET_FIELDS = frozenset({"amount", "period", "enforcement", "alert_threshold_percents"})
 RATE_LIMIT_FIELDS = frozenset(
     {"models", "requests_per_minute", "tokens_per_minute", "max_concurrent_requests"}
+)
+
+PolicyT = TypeVar("PolicyT", admin_pb2.Budget, admin_pb2.RateLimitPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyKind(Generic[PolicyT]):
+    """Budgets and rate-limit policies are stored and edited alike; what differs."""
+
+    table: str
+    message: type[PolicyT]
+    resource: str
+    fields: frozenset[str]
+    mask_prefix: str
+
+
+_BUDGETS = _PolicyKind("budgets", admin_pb2.Budget, "budget", BUDGET_FIELDS, "budget.")
+_RATE_LIMITS = _PolicyKind(
+    "rate_limits", admin_pb2.RateLimitPolicy, "rate_limit_policy", RATE_LIMIT_FIELDS, "policy."
 )
 
 
@@ -320,15 +341,12 @@ class AdminApi:
         created.create_time.CopyFrom(self._now())
         created.update_time.CopyFrom(created.create_time)
         async with self._store.write() as writer:
-            await writer.save_policy("budgets", created.id, created)
+            await writer.save_policy(_BUDGETS.table, created.id, created)
         return created
 
     async def get_budget(self, budget_id: str) -> admin_pb2.Budget:
         """The budget ``budget_id``; NOT_FOUND when absent."""
-        async with self._store.read() as reader:
-            budget = await reader.policy("budgets", budget_id, admin_pb2.Budget)
-        if budget is None:
-            raise NotFound("budget", budget_id)
+        budget = await self._get_policy(_BUDGETS, budget_id)
         await self._add_spend(budget)
         return budget
 
@@ -355,29 +373,17 @@ class AdminApi:
         self, subject: admin_pb2.PolicySubject | None, page: Page
     ) -> list[admin_pb2.Budget]:
         """Budgets ordered by id, optionally of one subject."""
-        async with self._store.read() as reader:
-            return await reader.policies("budgets", subject, page, admin_pb2.Budget)
+        return await self._list_policies(_BUDGETS, subject, page)
 
     async def update_budget(
         self, budget: admin_pb2.Budget, mask: field_mask_pb2.FieldMask
     ) -> admin_pb2.Budget:
         """Apply the masked fields of ``budget``."""
-        async with self._store.write() as writer:
-            stored = await writer.policy("budgets", budget.id, admin_pb2.Budget)
-            if stored is None:
-                raise NotFound("budget", budget.id)
-            apply_mask(stored, budget, mask, BUDGET_FIELDS, prefix="budget.")
-            self._validate_budget(stored)
-            stored.update_time.CopyFrom(self._now())
-            await writer.save_policy("budgets", stored.id, stored)
-        return stored
+        return await self._update_policy(_BUDGETS, budget, mask, self._validate_budget)
 
     async def delete_budget(self, budget_id: str) -> None:
         """Delete a budget."""
-        async with self._store.write() as writer:
-            if await writer.policy("budgets", budget_id, admin_pb2.Budget) is None:
-                raise NotFound("budget", budget_id)
-            await writer.delete_policy("budgets", budget_id)
+        await self._delete_policy(_BUDGETS, budget_id)
 
     @staticmethod
     def _validate_rate_limit(policy: admin_pb2.RateLimitPolicy) -> None:
@@ -411,41 +417,63 @@ class AdminApi:
         created.create_time.CopyFrom(self._now())
         created.update_time.CopyFrom(created.create_time)
         async with self._store.write() as writer:
-            await writer.save_policy("rate_limits", created.id, created)
+            await writer.save_policy(_RATE_LIMITS.table, created.id, created)
         return created
 
     async def get_rate_limit_policy(self, policy_id: str) -> admin_pb2.RateLimitPolicy:
         """The policy ``policy_id``; NOT_FOUND when absent."""
-        async with self._store.read() as reader:
-            policy = await reader.policy("rate_limits", policy_id, admin_pb2.RateLimitPolicy)
-        if policy is None:
-            raise NotFound("rate_limit_policy", policy_id)
-        return policy
+        return await self._get_policy(_RATE_LIMITS, policy_id)
 
     async def list_rate_limit_policies(
         self, subject: admin_pb2.PolicySubject | None, page: Page
     ) -> list[admin_pb2.RateLimitPolicy]:
         """Policies ordered by id, optionally of one subject."""
-        async with self._store.read() as reader:
-            return await reader.policies("rate_limits", subject, page, admin_pb2.RateLimitPolicy)
+        return await self._list_policies(_RATE_LIMITS, subject, page)
 
     async def update_rate_limit_policy(
         self, policy: admin_pb2.RateLimitPolicy, mask: field_mask_pb2.FieldMask
     ) -> admin_pb2.RateLimitPolicy:
         """Apply the masked fields of ``policy``."""
-        async with self._store.write() as writer:
-            stored = await writer.policy("rate_limits", policy.id, admin_pb2.RateLimitPolicy)
-            if stored is None:
-                raise NotFound("rate_limit_policy", policy.id)
-            apply_mask(stored, policy, mask, RATE_LIMIT_FIELDS, prefix="policy.")
-            self._validate_rate_limit(stored)
-            stored.update_time.CopyFrom(self._now())
-            await writer.save_policy("rate_limits", stored.id, stored)
-        return stored
+        return await self._update_policy(_RATE_LIMITS, policy, mask, self._validate_rate_limit)
 
     async def delete_rate_limit_policy(self, policy_id: str) -> None:
         """Delete a rate-limit policy."""
+        await self._delete_policy(_RATE_LIMITS, policy_id)
+
+    # Budgets and rate-limit policies alike
+
+    async def _get_policy(self, kind: _PolicyKind[PolicyT], policy_id: str) -> PolicyT:
+        async with self._store.read() as reader:
+            policy = await reader.policy(kind.table, policy_id, kind.message)
+        if policy is None:
+            raise NotFound(kind.resource, policy_id)
+        return policy
+
+    async def _list_policies(
+        self, kind: _PolicyKind[PolicyT], subject: admin_pb2.PolicySubject | None, page: Page
+    ) -> list[PolicyT]:
+        async with self._store.read() as reader:
+            return await reader.policies(kind.table, subject, page, kind.message)
+
+    async def _update_policy(
+        self,
+        kind: _PolicyKind[PolicyT],
+        policy: PolicyT,
+        mask: field_mask_pb2.FieldMask,
+        validate: Callable[[PolicyT], None],
+    ) -> PolicyT:
         async with self._store.write() as writer:
-            if await writer.policy("rate_limits", policy_id, admin_pb2.RateLimitPolicy) is None:
-                raise NotFound("rate_limit_policy", policy_id)
-            await writer.delete_policy("rate_limits", policy_id)
+            stored = await writer.policy(kind.table, policy.id, kind.message)
+            if stored is None:
+                raise NotFound(kind.resource, policy.id)
+            apply_mask(stored, policy, mask, kind.fields, prefix=kind.mask_prefix)
+            validate(stored)
+            stored.update_time.CopyFrom(self._now())
+            await writer.save_policy(kind.table, stored.id, stored)
+        return stored
+
+    async def _delete_policy(self, kind: _PolicyKind[PolicyT], policy_id: str) -> None:
+        async with self._store.write() as writer:
+            if await writer.policy(kind.table, policy_id, kind.message) is None:
+                raise NotFound(kind.resource, policy_id)
+            await writer.delete_policy(kind.table, policy_id)
